@@ -1,0 +1,72 @@
+"""kidney_tf: Keras-native CAM fostering (kidney CT) and brain-MRI EfficientNetB1 classification.
+
+Importing the package is cheap: TensorFlow and Keras are only imported when a name that needs them
+is first used (PEP 562 lazy attributes).
+
+Usage::
+
+    import kidney_tf as ktf
+    bundle = ktf.build_datasets("phantoms/", image_size=128, batch_size=16)
+    model = ktf.build_classifier("resnet50", num_classes=4, image_size=128, weights=None)
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+__version__ = "0.1.0"
+
+# Keep TensorFlow's C++ start-up chatter (oneDNN notices, CPU feature hints) out of user output
+# unless the user asked for it explicitly.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Public name -> module that defines it. One table, so `dir(kidney_tf)` and the docs stay honest.
+_LAZY_ATTRS: dict[str, str] = {
+    # data
+    "ImageRecord": "kidney_tf.data.reading",
+    "ImageReadError": "kidney_tf.data.reading",
+    "read_image": "kidney_tf.data.reading",
+    "scan_folder": "kidney_tf.data.reading",
+    "read_manifest": "kidney_tf.data.reading",
+    "generate_phantoms": "kidney_tf.data.phantoms",
+    "render_phantom": "kidney_tf.data.phantoms",
+    "crop_brain": "kidney_tf.data.crop",
+    "crop_body": "kidney_tf.data.crop",
+    "tf_crop_brain": "kidney_tf.data.crop_tf",
+    "build_datasets": "kidney_tf.data.pipeline",
+    "DataBundle": "kidney_tf.data.pipeline",
+    "verify_dataset": "kidney_tf.data.verify",
+    # models
+    "build_classifier": "kidney_tf.models.builders",
+    "HeadConfig": "kidney_tf.models.heads",
+    "last_conv_layer_name": "kidney_tf.models.builders",
+    # training
+    "WeightedCrossEntropy": "kidney_tf.training.losses",
+    "CamFosteringModel": "kidney_tf.training.fostering",
+    # explain
+    "compute_cams": "kidney_tf.explain.cams",
+    "normalized_entropy": "kidney_tf.explain.statistics",
+    "cam_radius": "kidney_tf.explain.statistics",
+    "cam_snr": "kidney_tf.explain.statistics",
+    # evaluation / export
+    "evaluate_model": "kidney_tf.evaluation.report",
+    "export_saved_model": "kidney_tf.export.saved_model",
+    "load_model": "kidney_tf._loading",
+}
+
+__all__ = ["__version__", *sorted(_LAZY_ATTRS)]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY_ATTRS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'kidney_tf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_ATTRS))

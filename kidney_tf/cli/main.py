@@ -1,0 +1,81 @@
+"""``kidney-tf`` command line: one module per command group, registered here.
+
+Each command module (``kidney_tf/cli/<group>.py``) exposes ``register(subparsers)`` which adds its
+parser(s) and sets ``func`` to a handler ``handler(args) -> int``. Handlers import TensorFlow
+lazily so ``kidney-tf --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from kidney_tf import __version__
+from kidney_tf.utils.logging import configure_cli_logging
+
+# Order is the order shown in --help. A module that does not exist yet is simply not listed.
+COMMAND_MODULES = (
+    "demo",
+    "data",
+    "train",
+    "evaluate",
+    "explain",
+    "compare",
+    "export",
+    "reproduce",
+    "benchmark",
+)
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kidney-tf",
+        description="CAM fostering for kidney CT and EfficientNetB1 for brain MRI, Keras-native.",
+        epilog="Run 'kidney-tf COMMAND --help' for a command's options and examples.",
+    )
+    parser.add_argument("--version", action="version", version=f"kidney_tf {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"kidney_tf.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"kidney_tf.cli.{name}":
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--quiet`` and ``--verbose`` for every command."""
+    parser.add_argument("-q", "--quiet", action="store_true", help="only print warnings and errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print debug messages")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    configure_cli_logging(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False))
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("kidney-tf: interrupted", file=sys.stderr)
+        return 130
+    except (CliError, ValueError, FileNotFoundError, FileExistsError, PermissionError, OSError) as exc:
+        if getattr(args, "verbose", False):
+            raise
+        print(f"kidney-tf {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

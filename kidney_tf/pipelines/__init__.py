@@ -1,0 +1,1 @@
+"""kidney_tf.pipelines."""
