@@ -64,13 +64,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    configure_cli_logging(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False))
+    configure_cli_logging(
+        quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False)
+    )
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("kidney-tf: interrupted", file=sys.stderr)
         return 130
-    except (CliError, ValueError, FileNotFoundError, FileExistsError, PermissionError, OSError) as exc:
+    except (
+        CliError,
+        ValueError,
+        FileNotFoundError,
+        FileExistsError,
+        PermissionError,
+        OSError,
+    ) as exc:
         if getattr(args, "verbose", False):
             raise
         print(f"kidney-tf {args.command}: error: {exc}", file=sys.stderr)

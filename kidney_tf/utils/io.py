@@ -45,7 +45,9 @@ def write_text_atomic(target: str | os.PathLike, text: str) -> Path:
 
 def write_json_atomic(target: str | os.PathLike, data: Any, *, indent: int = 2) -> Path:
     """Write ``data`` as JSON to ``target`` atomically and return the path."""
-    return write_text_atomic(target, json.dumps(data, indent=indent, sort_keys=False, default=_jsonable) + "\n")
+    return write_text_atomic(
+        target, json.dumps(data, indent=indent, sort_keys=False, default=_jsonable) + "\n"
+    )
 
 
 @contextlib.contextmanager
@@ -56,7 +58,9 @@ def atomic_dir(target: str | os.PathLike, *, overwrite: bool = False) -> Iterato
     """
     target = Path(target)
     if target.exists() and not overwrite:
-        raise FileExistsError(f"{target}: already exists (pass overwrite=True / --overwrite to replace it)")
+        raise FileExistsError(
+            f"{target}: already exists (pass overwrite=True / --overwrite to replace it)"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
@@ -82,12 +86,13 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe.", delete=True)
-        probe.write(b"\0" * 4096)
-        probe.flush()
-        probe.close()
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe.") as probe:
+            probe.write(b"\0" * 4096)
+            probe.flush()
     except OSError as exc:
-        raise OSError(exc.errno, f"{path}: output folder is not writable ({exc.strerror or exc})") from exc
+        raise OSError(
+            exc.errno, f"{path}: output folder is not writable ({exc.strerror or exc})"
+        ) from exc
     return path
 
 
