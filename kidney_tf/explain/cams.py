@@ -1,0 +1,319 @@
+"""Class activation and saliency maps through tf-keras-vis, for any flat functional Keras model.
+
+Methods (all computed by tf-keras-vis; this module only adapts it to Keras 3 and batches it):
+
+- ``"gradcam"`` (Selvaraju et al.), ``"gradcam++"`` (Chattopadhyay et al.), ``"layercam"``;
+- ``"scorecam"`` (all channels of the layer) and ``"faster-scorecam"`` (the ``max_n`` channels
+  with the largest spatial variance);
+- ``"saliency"`` (vanilla gradients) and ``"smoothgrad"`` (averaged over noisy copies).
+
+Scores are **pre-softmax**: tf-keras-vis' ``ReplaceToLinear`` modifier turns the output layer
+(``Activation("softmax", name="probabilities")`` in kidney_tf models) linear on a clone, so the
+caller's model is never modified. Adapter details (tf-keras-vis 0.8.7 on Keras 3 / TF 2.21):
+
+- the model is first viewed as a plain ``keras.Model(inputs, outputs)`` so cloning works for
+  functional subclasses such as ``CamFosteringModel`` and for re-loaded models;
+- the CAM layer is used as given (``seek_penultimate_conv_layer=False``): tf-keras-vis would
+  otherwise walk back from ``conv5_block3_out`` (an activation) to the last ``Conv2D``, before the
+  residual add and batch norm;
+- Grad-CAM++ multiplies gradients by ``exp(score)``, which overflows to NaN for logits above ~88;
+  that factor is a per-map scale removed by normalisation, so gradient methods get the score
+  ``s - stop_gradient(s)`` (value 0, same gradients);
+- Score-CAM's internal ``model.predict`` is silenced; it runs one image at a time because it
+  builds one masked copy of the image per channel.
+
+Default layer: ``model.cam_layer`` if the model has one (``CamFosteringModel``), else
+``conv5_block3_out`` (ResNet-50) or ``top_activation`` (EfficientNet), else the last layer with a
+4-D output. Maps are float32 in [0, 1] (min-max normalised per map by tf-keras-vis), upsampled
+bilinearly to the input size unless ``upsample=False``.
+
+Usage::
+
+    from kidney_tf.explain.cams import compute_cams, explain_batch
+    maps = compute_cams(model, images, method="gradcam++")   # [B, H, W] float32
+    result = explain_batch(model, images)                      # CamResult with native grid, class
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+METHODS = (
+    "gradcam",
+    "gradcam++",
+    "layercam",
+    "scorecam",
+    "faster-scorecam",
+    "saliency",
+    "smoothgrad",
+)
+CAM_METHODS = frozenset(METHODS[:5])
+KNOWN_CAM_LAYERS = ("conv5_block3_out", "top_activation")
+
+
+@dataclass
+class CamResult:
+    """Maps and what they explain.
+
+    ``maps`` float32 ``[B, H, W]`` in [0, 1]; ``native_shape`` the layer's grid (input size for
+    saliency methods); ``class_index`` int ``[B]`` explained class; ``probabilities`` float32
+    ``[B, C]`` the model's output for the images.
+    """
+
+    maps: np.ndarray
+    native_shape: tuple[int, int]
+    layer: str | None
+    method: str
+    class_index: np.ndarray
+    probabilities: np.ndarray
+
+
+def default_cam_layer(model) -> str:
+    """Name of the layer whose activations CAMs are computed from (see module docstring)."""
+    own = getattr(model, "cam_layer", None)
+    if isinstance(own, str) and own:
+        return own
+    names = {layer.name for layer in model.layers}
+    for name in KNOWN_CAM_LAYERS:
+        if name in names:
+            return name
+    for layer in reversed(model.layers):
+        if layer.__class__.__name__ == "InputLayer":
+            continue
+        try:
+            shape = layer.output.shape
+        except (AttributeError, ValueError):
+            continue
+        if len(shape) == 4:
+            return layer.name
+    raise ValueError(
+        f"model {model.name!r} has no layer with a 4-D output to compute CAMs from; "
+        "pass layer=NAME (a backbone nested as one layer must be built flat)"
+    )
+
+
+def _plain_view(model):
+    """A plain functional ``keras.Model`` over the same layers (clonable by tf-keras-vis)."""
+    import keras
+
+    if not getattr(model, "inputs", None) or not getattr(model, "outputs", None):
+        raise ValueError(
+            f"model {model.name!r} is not a functional model; tf-keras-vis needs "
+            "model.inputs/outputs (build it with keras.Model(inputs, outputs))"
+        )
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError(f"model {model.name!r}: expected one input and one output")
+    return keras.Model(model.inputs, model.outputs, name=f"{model.name}_view")
+
+
+def _zero_valued(score):
+    """Wrap a tf-keras-vis score: same gradients, value 0 (keeps Grad-CAM++'s exp() finite)."""
+    import tensorflow as tf
+
+    def score_fn(output):
+        value = score(output)
+        return value - tf.stop_gradient(value)
+
+    return score_fn
+
+
+class CamExplainer:
+    """A tf-keras-vis visualiser built once for ``model`` and reused for many batches.
+
+    Usage::
+
+        explainer = CamExplainer(model, method="gradcam++")
+        for images, _ in dataset:
+            result = explainer.explain(images)
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        method: str = "gradcam++",
+        layer: str | None = None,
+        batch_size: int = 16,
+        smooth_samples: int = 20,
+        smooth_noise: float = 0.2,
+        max_n: int = 10,
+    ) -> None:
+        from tf_keras_vis.gradcam import Gradcam
+        from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+        from tf_keras_vis.layercam import Layercam
+        from tf_keras_vis.saliency import Saliency
+        from tf_keras_vis.scorecam import Scorecam
+        from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+
+        method = method.lower()
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model
+        self.method = method
+        self.batch_size = int(batch_size)
+        self.smooth_samples = int(smooth_samples)
+        self.smooth_noise = float(smooth_noise)
+        self.max_n = int(max_n)
+        self.layer = None
+        if method in CAM_METHODS:
+            self.layer = layer or default_cam_layer(model)
+            try:
+                model.get_layer(self.layer)
+            except ValueError as exc:
+                raise ValueError(f"model {model.name!r} has no layer {self.layer!r}") from exc
+        visualiser = {
+            "gradcam": Gradcam,
+            "gradcam++": GradcamPlusPlus,
+            "layercam": Layercam,
+            "scorecam": Scorecam,
+            "faster-scorecam": Scorecam,
+            "saliency": Saliency,
+            "smoothgrad": Saliency,
+        }[method]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            self._viz = visualiser(_plain_view(model), model_modifier=ReplaceToLinear(), clone=True)
+        if method in ("scorecam", "faster-scorecam"):
+            predict = self._viz.model.predict
+            self._viz.model.predict = lambda x, **kw: predict(x, verbose=0, **kw)
+        input_shape = tuple(model.inputs[0].shape[1:3])
+        self.input_size = input_shape if None not in input_shape else None
+
+    # ---------------------------------------------------------------------------- helpers
+    def _images(self, images) -> np.ndarray:
+        images = np.asarray(images, dtype=np.float32)
+        if images.ndim == 3:
+            images = images[np.newaxis]
+        if images.ndim != 4:
+            raise ValueError(f"expected images of shape [B, H, W, C], got {images.shape}")
+        if self.input_size is not None and images.shape[1:3] != self.input_size:
+            raise ValueError(
+                f"images are {images.shape[1]}x{images.shape[2]} but model {self.model.name!r} "
+                f"expects {self.input_size[0]}x{self.input_size[1]}; resize them first"
+            )
+        return images
+
+    def _class_indices(self, class_index, probabilities: np.ndarray) -> np.ndarray:
+        n, num_classes = probabilities.shape
+        if class_index is None:
+            return probabilities.argmax(axis=1).astype(np.int64)
+        indices = np.asarray(class_index, dtype=np.int64).reshape(-1)
+        if indices.size == 1:
+            indices = np.full(n, indices[0], np.int64)
+        if indices.size != n:
+            raise ValueError(f"class_index: {indices.size} indices for {n} images")
+        if indices.min() < 0 or indices.max() >= num_classes:
+            raise ValueError(f"class_index out of range 0..{num_classes - 1}: {indices.tolist()}")
+        return indices
+
+    def _run(self, chunk: np.ndarray, indices: np.ndarray, upsample: bool) -> np.ndarray:
+        from tf_keras_vis.utils.scores import CategoricalScore
+
+        score = CategoricalScore(indices.tolist())
+        if self.method in ("saliency", "smoothgrad"):
+            samples = self.smooth_samples if self.method == "smoothgrad" else 0
+            return self._viz(
+                _zero_valued(score), chunk, smooth_samples=samples, smooth_noise=self.smooth_noise
+            )
+        common = dict(
+            penultimate_layer=self.layer,
+            seek_penultimate_conv_layer=False,
+            expand_cam=upsample,
+        )
+        if self.method.endswith("scorecam"):
+            max_n = None
+            if self.method == "faster-scorecam":
+                channels = int(self.model.get_layer(self.layer).output.shape[-1])
+                max_n = min(self.max_n, channels)
+            return self._viz(score, chunk, batch_size=self.batch_size, max_N=max_n, **common)
+        return self._viz(_zero_valued(score), chunk, **common)
+
+    # ------------------------------------------------------------------------------- API
+    def explain(self, images, *, class_index=None, upsample: bool = True) -> CamResult:
+        """Maps for ``images`` (``[B, H, W, C]`` raw pixels as the model expects them).
+
+        ``class_index``: None explains the predicted class; an int or one index per image.
+        """
+        images = self._images(images)
+        probabilities = np.asarray(
+            self.model.predict(images, batch_size=self.batch_size, verbose=0), np.float32
+        )
+        indices = self._class_indices(class_index, probabilities)
+        step = 1 if self.method.endswith("scorecam") else self.batch_size
+        maps = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # Keras 3: list-vs-tensor input notice
+            for start in range(0, len(images), step):
+                stop = start + step
+                chunk = self._run(images[start:stop], indices[start:stop], upsample)
+                maps.append(np.asarray(chunk, np.float32).reshape(-1, *np.shape(chunk)[-2:]))
+        stacked = np.nan_to_num(np.concatenate(maps), nan=0.0, posinf=1.0, neginf=0.0)
+        stacked = np.clip(stacked, 0.0, 1.0).astype(np.float32)
+        if self.layer is not None:
+            grid = tuple(int(d) for d in self.model.get_layer(self.layer).output.shape[1:3])
+        else:
+            grid = tuple(int(d) for d in images.shape[1:3])
+        return CamResult(stacked, grid, self.layer, self.method, indices, probabilities)
+
+
+def explain_batch(
+    model,
+    images,
+    *,
+    method: str = "gradcam++",
+    layer: str | None = None,
+    class_index: int | Sequence[int] | np.ndarray | None = None,
+    upsample: bool = True,
+    batch_size: int = 16,
+    **options,
+) -> CamResult:
+    """Maps plus their grid, layer and explained classes (see ``CamExplainer`` for ``options``).
+
+    Usage: ``result = explain_batch(model, images, method="gradcam++")``.
+    """
+    explainer = CamExplainer(model, method=method, layer=layer, batch_size=batch_size, **options)
+    return explainer.explain(images, class_index=class_index, upsample=upsample)
+
+
+def compute_cams(
+    model,
+    images,
+    *,
+    method: str = "gradcam++",
+    layer: str | None = None,
+    class_index: int | Sequence[int] | np.ndarray | None = None,
+    upsample: bool = True,
+    batch_size: int = 16,
+    **options,
+) -> np.ndarray:
+    """Float32 ``[B, H, W]`` maps in [0, 1] for ``images``; see the module docstring.
+
+    Usage: ``maps = compute_cams(model, images, method="gradcam++", class_index=labels)``.
+    """
+    return explain_batch(
+        model,
+        images,
+        method=method,
+        layer=layer,
+        class_index=class_index,
+        upsample=upsample,
+        batch_size=batch_size,
+        **options,
+    ).maps
+
+
+__all__ = [
+    "CAM_METHODS",
+    "METHODS",
+    "CamExplainer",
+    "CamResult",
+    "compute_cams",
+    "default_cam_layer",
+    "explain_batch",
+]
