@@ -7,7 +7,8 @@ The folder is found in this order: ``$KIDNEY_TF_MANIFESTS``, the source checkout
 
 JSON fields (``schema_version`` 1): ``name``, ``title``, ``classes`` (list), ``counts``
 (``{split: {class: n}}``, split ``"all"`` when the dataset has no official split, or ``null`` when
-counts are not fixed), ``folder`` (top folder as downloaded, or null), ``split_folders``
+counts are not fixed), ``total``, ``modality``, ``folder`` (top folder as downloaded, or null),
+``layout`` (human-readable folder layout), ``split_folders``
 (``{folder name: split}``), ``file_patterns`` (``{class: regex}`` for file names),
 ``split`` (``official``, ``rule``, ``recommended``...), ``image``, ``source`` (url, citation...),
 ``notes``.
@@ -41,7 +42,9 @@ class DatasetManifest:
     title: str
     classes: tuple[str, ...]
     counts: dict[str, dict[str, int]] | None = None
+    modality: str | None = None
     folder: str | None = None
+    layout: str | None = None
     split_folders: dict[str, str] = field(default_factory=dict)
     file_patterns: dict[str, str] = field(default_factory=dict)
     split: dict[str, Any] = field(default_factory=dict)
@@ -82,7 +85,9 @@ class DatasetManifest:
             "title": self.title,
             "classes": list(self.classes),
             "counts": self.counts,
+            "modality": self.modality,
             "folder": self.folder,
+            "layout": self.layout,
             "split_folders": self.split_folders,
             "file_patterns": self.file_patterns,
             "split": self.split,
@@ -157,7 +162,9 @@ def manifest_from_dict(data: dict[str, Any], *, source: str = "<dict>") -> Datas
         title=str(data["title"]),
         classes=tuple(classes),
         counts={s: dict(row) for s, row in counts.items()} if counts else None,
+        modality=data.get("modality"),
         folder=data.get("folder"),
+        layout=data.get("layout"),
         split_folders=dict(data.get("split_folders") or {}),
         file_patterns=dict(patterns),
         split=dict(data.get("split") or {}),
