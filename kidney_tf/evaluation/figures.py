@@ -180,16 +180,20 @@ def plot_cam_overlays(
     maps: Sequence[np.ndarray],
     out: str | os.PathLike,
     *,
-    titles: Sequence[str] | None = None,
+    titles: Sequence[str | Sequence[str]] | None = None,
     method: str = "gradcam++",
 ) -> Path:
-    """One row per image: image | heatmap (with colour bar) | overlay; ``titles`` label each row."""
+    """One row per image: image | heatmap (with colour bar) | overlay.
+
+    ``titles[i]`` labels row ``i``: a string (over the image) or up to three strings (one per
+    column, e.g. file and labels | entropy/radius/SNR | outside fraction).
+    """
     n = len(images)
     if n == 0:
         raise ValueError("plot_cam_overlays needs at least one image")
     if len(maps) != n:
         raise ValueError(f"{n} images but {len(maps)} maps")
-    fig = new_figure(8.4, 2.7 * n + 0.5)
+    fig = new_figure(8.4, 2.9 * n + 0.6)
     axes = fig.subplots(n, 3, squeeze=False)
     for i in range(n):
         img = to_display_image(images[i])
@@ -200,12 +204,10 @@ def plot_cam_overlays(
         axes[i, 2].imshow(overlay_cam(img, maps[i]))
         for ax in axes[i]:
             _off(ax)
-        if titles is not None:
-            axes[i, 0].set_title(titles[i], fontsize=8, loc="left")
-        if i == 0:
-            axes[i, 1].set_title(f"{method} heatmap", fontsize=9)
-            axes[i, 2].set_title("overlay", fontsize=9)
-    fig.suptitle(f"{method} class activation maps")
+        row = titles[i] if titles is not None else ()
+        for ax, text in zip(axes[i], [row] if isinstance(row, str) else list(row)[:3]):
+            ax.set_title(text, fontsize=8)
+    fig.suptitle(f"{method} class activation maps\ncolumns: image | heatmap | overlay")
     return save_figure(fig, out)
 
 
