@@ -1,0 +1,454 @@
+"""Export a classifier as a TensorFlow Serving SavedModel with image-bytes and explain signatures.
+
+The export is self-contained: loading it needs TensorFlow only (no kidney_tf, no Keras custom
+objects). Signatures:
+
+- ``serving_default``: ``images`` float32 ``[B, H, W, 3]`` raw 0–255 RGB ->
+  ``probabilities`` float32 ``[B, C]``, ``class_id`` int64 ``[B]``, ``class_name`` string ``[B]``.
+- ``predict_image_bytes``: ``image_bytes`` string ``[B]`` (JPEG/PNG/GIF/BMP file contents) -> the
+  same outputs; decoding, the paper's crop (when the model was trained with one) and the resize run
+  inside the graph.
+- ``explain`` (unless ``include_explain=False``): ``images`` -> ``probabilities``, ``class_id``,
+  ``class_name``, ``cam`` float32 ``[B, H, W]`` (the predicted class's map, upsampled to the input
+  and scaled to [0, 1]) and ``cam_entropy`` float32 ``[B]`` (``normalized_entropy`` of ``cam``).
+
+Temperature scaling (``temperature=`` or ``model.metadata["temperature"]``) divides the logits
+before the softmax in every signature. ``DIR/<version>/assets.extra/kidney_tf_export.json``
+records class names, input size, crop, temperature, source model, versions and the signatures.
+
+Usage::
+
+    from kidney_tf.export.saved_model import export_saved_model
+    export_saved_model(model, "serving/kidney/1", class_names=["Cyst", "Normal", "Stone", "Tumor"])
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from kidney_tf import __version__
+from kidney_tf.explain.statistics import normalized_entropy
+from kidney_tf.export.image_bytes import decode_image_batch
+from kidney_tf.models.builders import last_conv_layer_name
+from kidney_tf.models.heads import LOGITS_LAYER
+from kidney_tf.utils.io import atomic_dir, write_json_atomic
+from kidney_tf.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+METADATA_FILE = "kidney_tf_export.json"
+METADATA_DIR = "assets.extra"  # SavedModel convention: files beside the model, not loaded by TF
+FORMAT = "kidney_tf.saved_model/1"
+SIGNATURES = ("serving_default", "predict_image_bytes", "explain")
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """Everything the serving graph bakes in, resolved from arguments and model metadata."""
+
+    class_names: tuple[str, ...]
+    image_size: tuple[int, int]
+    crop: str | None
+    crop_margin: int
+    temperature: float | None
+    cam_layer: str | None
+    include_explain: bool
+
+
+def export_saved_model(
+    model,
+    out_dir: str | os.PathLike,
+    *,
+    class_names: Sequence[str] | None = None,
+    crop: str | None = None,
+    image_size: int | Sequence[int] | None = None,
+    temperature: float | None = None,
+    include_explain: bool = True,
+    overwrite: bool = False,
+    version: int | str | None = None,
+    source: str | os.PathLike | None = None,
+) -> Path:
+    """Write ``model`` as a TF Serving SavedModel at ``out_dir`` and return the version folder.
+
+    Usage: ``export_saved_model(model, "serving/kidney/1", crop="brain")``.
+
+    ``out_dir`` is the version folder ``BASE/<integer>`` TF Serving expects. Alternatively pass the
+    base folder and ``version=N`` (writes ``BASE/N``) or ``version="auto"`` (next free integer,
+    starting at 1). Arguments override the model's own ``class_names``/``metadata``:
+    ``crop`` is ``"brain"``, ``"body"`` or ``"none"`` (``None``: the model's training crop);
+    ``temperature`` rescales logits (``None``: ``metadata["temperature"]`` if any).
+    The folder is written beside the target and renamed into place; an existing version is only
+    replaced with ``overwrite=True``.
+    """
+    target = resolve_version_dir(out_dir, version)
+    if not target.name.isdigit():
+        log.warning(
+            "%s: TensorFlow Serving only loads numeric version folders (BASE/1, BASE/2, ...); "
+            "pass BASE/<version> or version='auto'",
+            target,
+        )
+    if target.exists() and not overwrite:
+        raise FileExistsError(
+            f"{target}: already exists (pass overwrite=True / --overwrite to replace it)"
+        )
+    settings = resolve_settings(
+        model,
+        class_names=class_names,
+        crop=crop,
+        image_size=image_size,
+        temperature=temperature,
+        include_explain=include_explain,
+    )
+    archive, signatures = _build_archive(model, settings)
+    metadata = _metadata(model, settings, signatures, source)
+    with atomic_dir(target, overwrite=overwrite) as tmp:
+        archive.write_out(str(tmp), verbose=False)
+        write_json_atomic(tmp / METADATA_DIR / METADATA_FILE, metadata)
+        _make_readable(tmp)
+    log.info("SavedModel written to %s (signatures: %s)", target, ", ".join(signatures))
+    return target
+
+
+def _make_readable(root: Path) -> None:
+    """Give the export the umask's usual modes: temp folders/files are created 0700/0600, but a
+    model server often runs as another user."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in [root, *root.rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
+
+
+def resolve_version_dir(out_dir: str | os.PathLike, version: int | str | None = None) -> Path:
+    """``BASE/<version>`` from ``out_dir`` and ``version`` (see :func:`export_saved_model`)."""
+    out_dir = Path(out_dir)
+    if version is None:
+        return out_dir
+    if version == "auto":
+        existing = [int(p.name) for p in out_dir.glob("*") if p.is_dir() and p.name.isdigit()]
+        return out_dir / str(max(existing, default=0) + 1)
+    try:
+        number = int(version)
+    except (TypeError, ValueError):
+        number = -1
+    if number < 0 or str(version).strip() != str(number):
+        raise ValueError(f"version must be a non-negative integer or 'auto', got {version!r}")
+    return out_dir / str(number)
+
+
+def read_export_metadata(export_dir: str | os.PathLike) -> dict[str, Any]:
+    """The ``kidney_tf_export.json`` of an exported version folder (no TensorFlow needed)."""
+    path = Path(export_dir) / METADATA_DIR / METADATA_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found (is {export_dir} a kidney_tf export?)")
+    return json.loads(path.read_text())
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def resolve_settings(
+    model,
+    *,
+    class_names: Sequence[str] | None = None,
+    crop: str | None = None,
+    image_size: int | Sequence[int] | None = None,
+    temperature: float | None = None,
+    include_explain: bool = True,
+) -> ExportSettings:
+    """Merge explicit arguments with ``model.class_names`` / ``model.metadata``; validate them."""
+    meta = dict(getattr(model, "metadata", None) or {})
+    num_classes = _num_classes(model)
+
+    names = class_names if class_names is not None else getattr(model, "class_names", None)
+    if names is None:
+        names = meta.get("class_names")
+    if names is None:
+        names = [f"class_{i}" for i in range(num_classes)]
+        log.warning("no class names given or stored in the model; using %s", ", ".join(names))
+    names = tuple(str(n) for n in names)
+    if len(names) != num_classes:
+        raise ValueError(
+            f"{len(names)} class names ({', '.join(names)}) for a model with {num_classes} outputs"
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(f"class names must be unique, got {', '.join(names)}")
+
+    crop = meta.get("crop") if crop is None else crop
+    crop = None if crop in (None, "", "none", "None") else str(crop)
+    if crop not in (None, "brain", "body"):
+        raise ValueError(f"crop must be 'brain', 'body' or 'none', got {crop!r}")
+    crop_margin = int(meta.get("crop_margin", 0) or 0)
+
+    size = _resolve_image_size(model, image_size, meta.get("image_size"))
+    if size[0] != size[1]:
+        raise ValueError(f"only square inputs can be exported, got {size[0]}x{size[1]}")
+
+    if temperature is None:
+        temperature = meta.get("temperature")
+    if temperature is not None:
+        temperature = float(temperature)
+        if not math.isfinite(temperature) or temperature <= 0:
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+        if temperature == 1.0:
+            temperature = None
+
+    cam_layer = _cam_layer_name(model) if include_explain else None
+    return ExportSettings(
+        class_names=names,
+        image_size=size,
+        crop=crop,
+        crop_margin=crop_margin,
+        temperature=temperature,
+        cam_layer=cam_layer,
+        include_explain=include_explain,
+    )
+
+
+def _num_classes(model) -> int:
+    shape = tuple(model.outputs[0].shape) if getattr(model, "outputs", None) else ()
+    if len(shape) != 2 or shape[-1] is None:
+        raise ValueError(
+            f"expected a classifier with one [batch, classes] output, got output shape {shape}"
+        )
+    return int(shape[-1])
+
+
+def _resolve_image_size(model, image_size, meta_size) -> tuple[int, int]:
+    shape = tuple(model.inputs[0].shape)
+    if len(shape) != 4 or shape[-1] != 3:
+        raise ValueError(f"expected a model input of shape [batch, H, W, 3], got {shape}")
+    model_size = None if None in shape[1:3] else (int(shape[1]), int(shape[2]))
+    requested = image_size if image_size is not None else (model_size or meta_size)
+    if requested is None:
+        raise ValueError(
+            "the model accepts any input size; pass image_size= (the size it was trained at)"
+        )
+    size = (
+        (int(requested), int(requested))
+        if isinstance(requested, (int, float))
+        else tuple(int(v) for v in requested)
+    )
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"image_size must be N or (H, W) with positive values, got {requested!r}")
+    if model_size is not None and size != model_size:
+        raise ValueError(f"image_size {size} does not match the model's input size {model_size}")
+    return size  # type: ignore[return-value]
+
+
+def _cam_layer_name(model) -> str:
+    """The layer whose feature maps the ``explain`` signature turns into a CAM."""
+    layer = getattr(model, "cam_layer", None) or (getattr(model, "metadata", None) or {}).get(
+        "cam_layer"
+    )
+    if layer is not None:
+        return layer if isinstance(layer, str) else layer.name
+    try:
+        return last_conv_layer_name(model)
+    except ValueError as exc:
+        raise ValueError(
+            f"{exc}: the explain signature needs a convolutional feature map; "
+            "pass include_explain=False (--no-explain)"
+        ) from exc
+
+
+# --------------------------------------------------------------------------- serving graph
+
+
+class _ServingGraph:
+    """The TensorFlow computations behind the signatures, closed over one model and settings."""
+
+    def __init__(self, model, settings: ExportSettings):
+        self.model = model
+        self.settings = settings
+        self.names = tf.constant(list(settings.class_names), dtype=tf.string)
+        logits = _find_logits(model)
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+        self.logits_model = (
+            keras.Model(inputs, logits, name="export_logits")
+            if logits is not None and settings.temperature is not None
+            else None
+        )
+        self.cam_model = None
+        self.use_model_cams = False
+        if settings.include_explain:
+            self.use_model_cams = callable(getattr(model, "class_activation_maps", None))
+            if not self.use_model_cams:
+                features = model.get_layer(settings.cam_layer).output
+                score = logits if logits is not None else _probability_output(model)
+                self.cam_model = keras.Model(
+                    inputs, [features, score, _probability_output(model)], name="export_cam"
+                )
+        self.has_logits = logits is not None
+
+    # -- probabilities -------------------------------------------------------------------------
+    def _calibrate(self, probabilities, logits=None):
+        temperature = self.settings.temperature
+        if temperature is None:
+            return tf.cast(probabilities, tf.float32)
+        if logits is None:  # softmax(log p / T) == softmax(z / T): the normaliser cancels.
+            logits = tf.math.log(tf.maximum(tf.cast(probabilities, tf.float32), 1e-30))
+        return tf.nn.softmax(tf.cast(logits, tf.float32) / temperature, axis=-1)
+
+    def probabilities(self, images):
+        if self.logits_model is not None:
+            return self._calibrate(None, self.logits_model(images, training=False))
+        return self._calibrate(_first_output(self.model(images, training=False)))
+
+    def outputs(self, probabilities) -> dict[str, Any]:
+        class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
+        return {
+            "probabilities": probabilities,
+            "class_id": class_id,
+            "class_name": tf.gather(self.names, class_id),
+        }
+
+    # -- signatures ----------------------------------------------------------------------------
+    def predict(self, images):
+        images = tf.cast(images, tf.float32)
+        return self.outputs(self.probabilities(images))
+
+    def predict_image_bytes(self, image_bytes):
+        images = decode_image_batch(
+            image_bytes,
+            image_size=self.settings.image_size,
+            crop=self.settings.crop,
+            crop_margin=self.settings.crop_margin,
+        )
+        return self.predict(images)
+
+    def explain(self, images):
+        images = tf.cast(images, tf.float32)
+        if self.use_model_cams:
+            result = self.predict(images)
+            maps = self.model.class_activation_maps(images, class_index=result["class_id"])
+        else:
+            with tf.GradientTape() as tape:
+                features, score, probs = self.cam_model(images, training=False)
+                probabilities = self._calibrate(probs, score if self.has_logits else None)
+                result = self.outputs(probabilities)
+                selected = tf.gather(score, result["class_id"], axis=1, batch_dims=1)
+            # Grad-CAM; for a GAP -> Dense head it equals the exact CAM up to a positive scale.
+            grads = tf.cast(tape.gradient(selected, features), tf.float32)
+            weights = tf.reduce_mean(grads, axis=[1, 2])
+            maps = tf.einsum("bhwk,bk->bhw", tf.cast(features, tf.float32), weights)
+        cam = _normalise_cam(maps, self.settings.image_size)
+        return {**result, "cam": cam, "cam_entropy": normalized_entropy(cam)}
+
+
+def _normalise_cam(maps, image_size):
+    maps = tf.cast(maps, tf.float32)
+    if maps.shape.rank == 4:
+        maps = maps[..., 0]
+    maps = tf.nn.relu(maps)
+    maps = tf.image.resize(maps[..., tf.newaxis], list(image_size), method="bilinear")[..., 0]
+    peak = tf.reduce_max(maps, axis=[1, 2], keepdims=True)
+    return tf.clip_by_value(tf.math.divide_no_nan(maps, peak), 0.0, 1.0)
+
+
+def _find_logits(model):
+    """The pre-softmax ``logits`` tensor of the package's heads, or None for other models."""
+    try:
+        return model.get_layer(LOGITS_LAYER).output
+    except ValueError:
+        return None
+
+
+def _probability_output(model):
+    return _first_output(model.outputs)
+
+
+def _first_output(outputs):
+    if isinstance(outputs, dict):
+        return outputs.get("probabilities", next(iter(outputs.values())))
+    if isinstance(outputs, (list, tuple)):
+        return outputs[0]
+    return outputs
+
+
+def _build_archive(model, settings: ExportSettings):
+    """A ``keras.export.ExportArchive`` holding the model and the traced signatures."""
+    graph = _ServingGraph(model, settings)
+    height, width = settings.image_size
+    image_spec = tf.TensorSpec([None, height, width, 3], tf.float32, name="images")
+    bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
+
+    functions = {
+        "serving_default": tf.function(graph.predict, input_signature=[image_spec]),
+        "predict_image_bytes": tf.function(graph.predict_image_bytes, input_signature=[bytes_spec]),
+    }
+    if settings.include_explain:
+        functions["explain"] = tf.function(graph.explain, input_signature=[image_spec])
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    described = {}
+    for name, fn in functions.items():
+        concrete = fn.get_concrete_function()
+        described[name] = _describe(concrete)
+        archive.add_endpoint(name, fn)
+    return archive, described
+
+
+def _describe(concrete) -> dict[str, dict[str, str]]:
+    """``{"inputs": {name: "float32 [-1, 64, 64, 3]"}, "outputs": {...}}`` for one signature."""
+
+    def fmt(spec) -> str:
+        dims = ", ".join("-1" if d is None else str(d) for d in spec.shape.as_list())
+        return f"{spec.dtype.name} [{dims}]"
+
+    args, kwargs = concrete.structured_input_signature
+    inputs = {spec.name: fmt(spec) for spec in [*args, *kwargs.values()]}
+    outputs = {key: fmt(t) for key, t in sorted(concrete.structured_outputs.items())}
+    return {"inputs": inputs, "outputs": outputs}
+
+
+def _metadata(model, settings: ExportSettings, signatures, source) -> dict[str, Any]:
+    meta = dict(getattr(model, "metadata", None) or {})
+    return {
+        "format": FORMAT,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "source_model": None if source is None else str(Path(source).resolve()),
+        "model_name": model.name,
+        "arch": meta.get("arch"),
+        **{k: v for k, v in asdict(settings).items() if k != "include_explain"},
+        "input": "RGB float32 0-255, model preprocessing inside the graph",
+        "signatures": signatures,
+        "versions": {
+            "kidney_tf": __version__,
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+        },
+    }
+
+
+def signature_summary(signatures: dict[str, dict[str, dict[str, str]]]) -> str:
+    """Readable multi-line listing of the ``signatures`` entry of the export metadata."""
+    lines = []
+    for name, spec in signatures.items():
+        inputs = ", ".join(f"{k}: {v}" for k, v in spec["inputs"].items())
+        outputs = ", ".join(f"{k}: {v}" for k, v in spec["outputs"].items())
+        lines.append(f"  {name}({inputs})\n      -> {outputs}")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "METADATA_DIR",
+    "METADATA_FILE",
+    "SIGNATURES",
+    "ExportSettings",
+    "export_saved_model",
+    "read_export_metadata",
+    "resolve_settings",
+    "resolve_version_dir",
+    "signature_summary",
+]

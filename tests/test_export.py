@@ -1,0 +1,395 @@
+"""SavedModel export for TF Serving: signatures, fidelity, bad input, atomic writes, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kidney_tf.explain.statistics import normalized_entropy
+from kidney_tf.export.saved_model import (
+    METADATA_DIR,
+    METADATA_FILE,
+    export_saved_model,
+    read_export_metadata,
+    resolve_version_dir,
+)
+
+CLASSES = ["cyst", "normal", "stone"]
+SIZE = 32
+
+
+def tiny_cnn(size: int | None = SIZE, num_classes: int = 3, seed: int = 0) -> keras.Model:
+    """Functional CNN shaped like the package's classifiers: named last conv, GAP, logits, softmax."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = keras.layers.Conv2D(6, 3, strides=2, padding="same", activation="relu")(x)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="last_conv")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(num_classes, name="logits")(x)
+    outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="tiny_cnn")
+
+
+@pytest.fixture(scope="module")
+def model() -> keras.Model:
+    return tiny_cnn()
+
+
+@pytest.fixture(scope="module")
+def exported(model, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("serving") / "tiny" / "1"
+    return export_saved_model(model, out, class_names=CLASSES, source="tiny.keras")
+
+
+def _images(n: int = 4, size: int = SIZE, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 255, (n, size, size, 3)).astype("float32")
+
+
+def _exact_cam(model: keras.Model, images: np.ndarray, class_ids: np.ndarray) -> np.ndarray:
+    """Reference CAM: features · W[:, c] of the logits layer, ReLU, bilinear upsample, max 1."""
+    features = keras.Model(model.inputs[0], model.get_layer("last_conv").output)(images).numpy()
+    weights = model.get_layer("logits").kernel.numpy()[:, class_ids].T  # [B, K]
+    cam = np.maximum(np.einsum("bhwk,bk->bhw", features, weights), 0)
+    cam = tf.image.resize(cam[..., None], images.shape[1:3]).numpy()[..., 0]
+    return cam / cam.max(axis=(1, 2), keepdims=True)
+
+
+# ----------------------------------------------------------------------- the fresh-process check
+
+SERVE_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+
+    cfg = json.loads(open(sys.argv[1]).read())
+    loaded = tf.saved_model.load(cfg["export_dir"])
+    sig = loaded.signatures
+    out = {"signatures": sorted(sig.keys())}
+    images = tf.constant(np.load(cfg["images"]))
+    files = [open(p, "rb").read() for p in cfg["files"]]
+
+    r = sig["serving_default"](images=images)
+    out["sd"] = {k: v.numpy().tolist() for k, v in r.items() if k != "class_name"}
+    out["sd"]["class_name"] = [s.decode() for s in r["class_name"].numpy()]
+    r = sig["predict_image_bytes"](image_bytes=tf.constant(files))
+    out["bytes"] = r["probabilities"].numpy().tolist()
+    e = sig["explain"](images=images)
+    out["explain"] = {k: e[k].numpy().tolist() for k in ("cam", "cam_entropy", "class_id")}
+
+    errors = []
+    for bad in (b"definitely not an image", files[0][: len(files[0]) // 3], b""):
+        try:
+            sig["predict_image_bytes"](image_bytes=tf.constant([files[0], bad]))
+            errors.append(None)
+        except tf.errors.InvalidArgumentError as exc:
+            errors.append(exc.message)
+    out["errors"] = errors
+    r = sig["predict_image_bytes"](image_bytes=tf.constant(files))
+    out["bytes_after_errors"] = r["probabilities"].numpy().tolist()
+    out["kidney_tf_imported"] = any(m.split(".")[0] == "kidney_tf" for m in sys.modules)
+    assert "kidney_tf" not in sys.modules
+    json.dump(out, open(cfg["out"], "w"))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def served(exported, model, tmp_path_factory) -> dict:
+    """Run every signature in a fresh interpreter that only has TensorFlow."""
+    work = tmp_path_factory.mktemp("serve")
+    rng = np.random.default_rng(2)
+    decoded = [
+        rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8),
+        rng.integers(0, 256, (45, 51, 3), dtype=np.uint8),  # resized inside the graph
+    ]
+    files = []
+    for i, image in enumerate(decoded):
+        path = work / f"img{i}.png"
+        path.write_bytes(tf.io.encode_png(image).numpy())
+        files.append(str(path))
+    gray = rng.integers(0, 256, (SIZE, SIZE, 1), dtype=np.uint8)
+    (work / "gray.jpg").write_bytes(tf.io.encode_jpeg(gray).numpy())
+    files.append(str(work / "gray.jpg"))
+    images = _images()
+    np.save(work / "images.npy", images)
+    cfg = {
+        "export_dir": str(exported),
+        "images": str(work / "images.npy"),
+        "files": files,
+        "out": str(work / "out.json"),
+    }
+    (work / "cfg.json").write_text(json.dumps(cfg))
+    (work / "serve.py").write_text(SERVE_SCRIPT)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ""}
+    proc = subprocess.run(
+        [sys.executable, str(work / "serve.py"), str(work / "cfg.json")],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((work / "out.json").read_text())
+    result["images"] = images
+    result["files"] = files
+    return result
+
+
+@pytest.mark.slow
+def test_fresh_process_serves_all_signatures_without_kidney_tf(served):
+    assert served["kidney_tf_imported"] is False
+    assert served["signatures"] == ["explain", "predict_image_bytes", "serving_default"]
+
+
+@pytest.mark.slow
+def test_serving_default_matches_keras(served, model):
+    expected = model.predict(served["images"], verbose=0)
+    np.testing.assert_allclose(served["sd"]["probabilities"], expected, atol=1e-5)
+    ids = expected.argmax(axis=1)
+    assert served["sd"]["class_id"] == ids.tolist()
+    assert served["sd"]["class_name"] == [CLASSES[i] for i in ids]
+
+
+@pytest.mark.slow
+def test_image_bytes_decodes_resizes_like_training(served, model):
+    from kidney_tf.data.pipeline import resize
+
+    batch = []
+    for path in served["files"]:
+        image = tf.io.decode_image(Path(path).read_bytes(), channels=3, expand_animations=False)
+        batch.append(tf.clip_by_value(tf.round(resize(image, SIZE)), 0, 255))
+    expected = model.predict(tf.stack(batch), verbose=0)
+    np.testing.assert_allclose(served["bytes"], expected, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_bad_bytes_are_request_errors_and_serving_continues(served):
+    not_image, truncated, empty = served["errors"]
+    assert not_image is not None and "image_bytes[1] is not a JPEG, PNG, GIF or BMP" in not_image
+    assert '"b64"' in not_image.replace('\\"', '"')
+    assert truncated is not None and "PNG" in truncated
+    assert empty is not None and "got 0 bytes" in empty
+    np.testing.assert_allclose(served["bytes_after_errors"], served["bytes"], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_explain_gives_the_exact_cam_and_its_entropy(served, model):
+    explain = served["explain"]
+    cam = np.asarray(explain["cam"], dtype=np.float32)
+    images = served["images"]
+    assert cam.shape == (len(images), SIZE, SIZE)
+    assert explain["class_id"] == served["sd"]["class_id"]
+    # GAP -> Dense head: Grad-CAM equals the exact class activation map once normalised.
+    reference = _exact_cam(model, images, np.asarray(explain["class_id"]))
+    np.testing.assert_allclose(cam, reference, atol=1e-4)
+    np.testing.assert_allclose(cam.max(axis=(1, 2)), 1.0, atol=1e-6)
+    np.testing.assert_allclose(explain["cam_entropy"], normalized_entropy(cam).numpy(), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_saved_model_cli_lists_the_signatures(exported):
+    cli = Path(sys.executable).with_name("saved_model_cli")
+    proc = subprocess.run(
+        [str(cli), "show", "--all", "--dir", str(exported)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("serving_default", "predict_image_bytes", "explain"):
+        assert f"signature_def['{name}']" in proc.stdout
+    for tensor in ("inputs['images']", "inputs['image_bytes']", "outputs['cam']", "DT_STRING"):
+        assert tensor in proc.stdout
+
+
+# ---------------------------------------------------------------------------- in-process checks
+
+
+def test_layout_metadata_and_permissions(exported):
+    assert exported.name == "1"
+    assert (exported / "saved_model.pb").is_file() and (exported / "variables").is_dir()
+    meta = read_export_metadata(exported)
+    assert meta["class_names"] == CLASSES
+    assert meta["image_size"] == [SIZE, SIZE]
+    assert meta["crop"] is None and meta["temperature"] is None
+    assert meta["cam_layer"] == "last_conv"
+    assert meta["source_model"].endswith("tiny.keras")
+    assert set(meta["versions"]) == {"kidney_tf", "tensorflow", "keras"}
+    assert meta["signatures"]["predict_image_bytes"]["inputs"] == {"image_bytes": "string [-1]"}
+    assert meta["signatures"]["explain"]["outputs"]["cam"] == f"float32 [-1, {SIZE}, {SIZE}]"
+    mask = os.umask(0)
+    os.umask(mask)
+    metadata_file = exported / METADATA_DIR / METADATA_FILE
+    assert stat.S_IMODE(exported.stat().st_mode) == 0o777 & ~mask
+    assert stat.S_IMODE(metadata_file.stat().st_mode) == 0o666 & ~mask
+    assert [p.name for p in exported.parent.iterdir()] == ["1"]  # no temp folders left
+
+
+def test_refuses_to_overwrite_then_replaces_with_overwrite(exported, model):
+    before = (exported / "saved_model.pb").read_bytes()
+    with pytest.raises(FileExistsError, match="already exists"):
+        export_saved_model(model, exported, class_names=CLASSES)
+    assert (exported / "saved_model.pb").read_bytes() == before
+    # overwrite into a copy so the shared fixture stays intact
+    other = exported.parent.parent / "other" / "3"
+    export_saved_model(model, other, class_names=CLASSES, include_explain=False)
+    export_saved_model(model, other, class_names=["a", "b", "c"], overwrite=True)
+    assert read_export_metadata(other)["class_names"] == ["a", "b", "c"]
+    assert sorted(p.name for p in other.parent.iterdir()) == ["3"]
+
+
+def test_failure_mid_export_leaves_nothing(model, tmp_path, monkeypatch):
+    import kidney_tf.export.saved_model as sm
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(sm, "write_json_atomic", boom)  # after the SavedModel itself is written
+    with pytest.raises(RuntimeError, match="disk full"):
+        export_saved_model(model, tmp_path / "m" / "1", class_names=CLASSES, include_explain=False)
+    assert list((tmp_path / "m").iterdir()) == []
+
+
+def test_versions_auto_and_explicit(tmp_path):
+    base = tmp_path / "kidney"
+    assert resolve_version_dir(base, "auto") == base / "1"
+    (base / "1").mkdir(parents=True)
+    (base / "7").mkdir()
+    (base / "notes").mkdir()
+    assert resolve_version_dir(base, "auto") == base / "8"
+    assert resolve_version_dir(base, 3) == base / "3"
+    assert resolve_version_dir(base / "2") == base / "2"
+    with pytest.raises(ValueError, match="non-negative integer"):
+        resolve_version_dir(base, "v2")
+
+
+def test_temperature_scales_logits_in_every_signature(model, tmp_path):
+    path = export_saved_model(model, tmp_path / "t" / "1", class_names=CLASSES, temperature=2.5)
+    loaded = tf.saved_model.load(str(path))
+    images = _images(3)
+    logits = keras.Model(model.inputs[0], model.get_layer("logits").output)(images)
+    expected = tf.nn.softmax(logits / 2.5).numpy()
+    served = loaded.signatures["serving_default"](images=tf.constant(images))
+    np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-5)
+    explained = loaded.signatures["explain"](images=tf.constant(images))
+    np.testing.assert_allclose(explained["probabilities"].numpy(), expected, atol=1e-5)
+    assert read_export_metadata(path)["temperature"] == 2.5
+
+
+def test_bad_arguments_are_clear_errors(model, tmp_path):
+    out = tmp_path / "x" / "1"
+    with pytest.raises(ValueError, match="2 class names"):
+        export_saved_model(model, out, class_names=["a", "b"])
+    with pytest.raises(ValueError, match="crop must be"):
+        export_saved_model(model, out, class_names=CLASSES, crop="kidney")
+    with pytest.raises(ValueError, match="temperature must be"):
+        export_saved_model(model, out, class_names=CLASSES, temperature=0)
+    with pytest.raises(ValueError, match="does not match the model's input size"):
+        export_saved_model(model, out, class_names=CLASSES, image_size=64)
+    with pytest.raises(ValueError, match="pass image_size"):
+        export_saved_model(tiny_cnn(size=None), out, class_names=CLASSES)
+    assert not (tmp_path / "x").exists()
+
+
+def test_dynamic_size_model_exports_at_given_size(tmp_path):
+    path = export_saved_model(
+        tiny_cnn(size=None), tmp_path / "d" / "1", class_names=CLASSES, image_size=24
+    )
+    assert read_export_metadata(path)["image_size"] == [24, 24]
+
+
+def test_cli_export(model, tmp_path, capsys):
+    from kidney_tf.cli.main import main
+
+    model_path = tmp_path / "tiny.keras"
+    model.save(model_path)
+    out = tmp_path / "serving" / "tiny"
+    argv = ["export", "--model", str(model_path), "--out", str(out), "--version", "auto"]
+    assert main([*argv, "--class-names", "a,b,c", "--no-explain"]) == 0
+    printed = capsys.readouterr().out
+    assert "predict_image_bytes(image_bytes: string [-1])" in printed
+    assert f"saved_model_cli show --all --dir {out / '1'}" in printed
+    assert "explain" not in printed
+    assert read_export_metadata(out / "1")["class_names"] == ["a", "b", "c"]
+    assert main(["export", "--model", str(model_path), "--out", str(out / "1")]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------- real MRI + crop
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_image_bytes_with_brain_crop_matches_tf_crop(brain_mri_sample, tmp_path):
+    from kidney_tf.data.crop_tf import tf_crop_brain
+
+    size = 64
+    model = tiny_cnn(size=size, num_classes=4, seed=3)
+    names = ["glioma", "meningioma", "notumor", "pituitary"]
+    path = export_saved_model(
+        model, tmp_path / "brain" / "1", class_names=names, crop="brain", include_explain=False
+    )
+    assert read_export_metadata(path)["crop"] == "brain"
+    files = sorted(brain_mri_sample.glob("*/*.jpg"))[:3]
+    data = [f.read_bytes() for f in files]
+    loaded = tf.saved_model.load(str(path))
+    served = loaded.signatures["predict_image_bytes"](image_bytes=tf.constant(data))
+
+    cropped = [
+        tf.clip_by_value(tf.round(tf_crop_brain(tf.io.decode_jpeg(d, channels=3), size)), 0, 255)
+        for d in data
+    ]
+    reference = loaded.signatures["serving_default"](images=tf.stack(cropped))
+    np.testing.assert_allclose(
+        served["probabilities"].numpy(), reference["probabilities"].numpy(), atol=1e-5
+    )
+    assert served["class_name"].numpy().tolist() == reference["class_name"].numpy().tolist()
+
+
+# ------------------------------------------------------------------ integration with the package
+
+
+def test_fostering_model_exports_its_cams_names_and_metadata(tmp_path):
+    from kidney_tf import load_model
+    from kidney_tf.training.fostering import CamFosteringModel
+
+    fostered = CamFosteringModel.from_classifier(
+        tiny_cnn(seed=5),
+        cam_weight=0.1,
+        class_names=CLASSES,
+        metadata={"temperature": 1.5, "crop": "body", "dataset": "phantoms"},
+    )
+    fostered.save(tmp_path / "fostered.keras")
+    model = load_model(tmp_path / "fostered.keras")
+    path = export_saved_model(model, tmp_path / "serving" / "1")  # everything from the model
+    meta = read_export_metadata(path)
+    assert meta["class_names"] == CLASSES
+    assert (meta["temperature"], meta["crop"], meta["cam_layer"]) == (1.5, "body", "last_conv")
+
+    images = _images(3, seed=7)
+    explained = tf.saved_model.load(str(path)).signatures["explain"](images=tf.constant(images))
+    logits = keras.Model(model.inputs[0], model.get_layer("logits").output)(images)
+    probabilities = tf.nn.softmax(logits / 1.5).numpy()
+    np.testing.assert_allclose(explained["probabilities"].numpy(), probabilities, atol=1e-5)
+    ids = probabilities.argmax(axis=1)
+    assert explained["class_name"].numpy().tolist() == [CLASSES[i].encode() for i in ids]
+    # the model's own class_activation_maps (the training CAM), upsampled and scaled to [0, 1]
+    cams = model.class_activation_maps(images, class_index=ids).numpy()
+    reference = tf.image.resize(cams[..., None], (SIZE, SIZE)).numpy()[..., 0]
+    reference /= reference.max(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(explained["cam"].numpy(), reference, atol=1e-5)
+    np.testing.assert_allclose(reference, _exact_cam(model, images, ids), atol=1e-4)
