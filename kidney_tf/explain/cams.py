@@ -23,8 +23,8 @@ caller's model is never modified. Adapter details (tf-keras-vis 0.8.7 on Keras 3
   builds one masked copy of the image per channel.
 
 Default layer: ``model.cam_layer`` if the model has one (``CamFosteringModel``), else
-``conv5_block3_out`` (ResNet-50) or ``top_activation`` (EfficientNet), else the last layer with a
-4-D output. Maps are float32 in [0, 1] (min-max normalised per map by tf-keras-vis), upsampled
+``kidney_tf.models.builders.last_conv_layer_name``: ``conv5_block3_out`` (ResNet-50),
+``top_activation`` (EfficientNet), else the last layer with a 4-D output. Maps are float32 in [0, 1] (min-max normalised per map by tf-keras-vis), upsampled
 bilinearly to the input size unless ``upsample=False``.
 
 Usage::
@@ -52,7 +52,6 @@ METHODS = (
     "smoothgrad",
 )
 CAM_METHODS = frozenset(METHODS[:5])
-KNOWN_CAM_LAYERS = ("conv5_block3_out", "top_activation")
 
 
 @dataclass
@@ -74,26 +73,21 @@ class CamResult:
 
 def default_cam_layer(model) -> str:
     """Name of the layer whose activations CAMs are computed from (see module docstring)."""
+    from kidney_tf.models.builders import last_conv_layer_name
+
     own = getattr(model, "cam_layer", None)
     if isinstance(own, str) and own:
         return own
-    names = {layer.name for layer in model.layers}
-    for name in KNOWN_CAM_LAYERS:
-        if name in names:
-            return name
-    for layer in reversed(model.layers):
-        if layer.__class__.__name__ == "InputLayer":
-            continue
-        try:
-            shape = layer.output.shape
-        except (AttributeError, ValueError):
-            continue
-        if len(shape) == 4:
-            return layer.name
-    raise ValueError(
-        f"model {model.name!r} has no layer with a 4-D output to compute CAMs from; "
-        "pass layer=NAME (a backbone nested as one layer must be built flat)"
-    )
+    try:
+        name = last_conv_layer_name(model)
+    except ValueError:
+        name = None
+    if name is None or model.get_layer(name).__class__.__name__ == "InputLayer":
+        raise ValueError(
+            f"model {model.name!r} has no layer with a 4-D output to compute CAMs from; "
+            "pass layer=NAME (a backbone nested as one layer must be built flat)"
+        )
+    return name
 
 
 def _plain_view(model):
