@@ -83,3 +83,11 @@ def test_unknown_public_name_raises():
 
     with pytest.raises(AttributeError):
         kidney_tf.does_not_exist  # noqa: B018
+
+
+def test_atomic_outputs_get_normal_permissions(tmp_path):
+    path = write_json_atomic(tmp_path / "m.json", {})
+    assert path.stat().st_mode & 0o644 == 0o644
+    with atomic_dir(tmp_path / "d") as tmp:
+        (tmp / "f").write_text("x")
+    assert (tmp_path / "d").stat().st_mode & 0o755 == 0o755

@@ -28,6 +28,7 @@ def atomic_path(target: str | os.PathLike, *, suffix: str | None = None) -> Iter
     )
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
     try:
         yield tmp
         os.replace(tmp, target)
@@ -63,6 +64,7 @@ def atomic_dir(target: str | os.PathLike, *, overwrite: bool = False) -> Iterato
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; e.g. a model server must read it
     try:
         yield tmp
         if target.exists():
@@ -94,6 +96,12 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
             exc.errno, f"{path}: output folder is not writable ({exc.strerror or exc})"
         ) from exc
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _jsonable(value: Any) -> Any:
