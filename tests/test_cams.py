@@ -156,3 +156,18 @@ def test_flat_resnet50_gradcam_plus_plus():
     assert result.layer == "conv5_block3_out" and result.native_shape == (2, 2)
     assert result.maps.shape == (2, 64, 64)
     assert np.isfinite(result.maps).all() and 0 <= result.maps.min() <= result.maps.max() <= 1
+
+
+def test_gradcam_plus_plus_equals_tf_keras_vis_when_logits_are_moderate(model, images):
+    """The zero-valued score only removes exp(score), a per-map scale lost in normalisation."""
+    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    plain = keras.Model(model.inputs, model.outputs)
+    direct = GradcamPlusPlus(plain, model_modifier=ReplaceToLinear())(
+        CategoricalScore([2, 0, 1]), images, penultimate_layer="conv2_relu",
+        seek_penultimate_conv_layer=False,
+    )  # fmt: skip
+    ours = cams.compute_cams(model, images, method="gradcam++", class_index=[2, 0, 1])
+    np.testing.assert_allclose(ours, direct, atol=1e-4)

@@ -71,6 +71,8 @@ def test_maps_are_resized_and_baselines_are_defined(toy):
     assert blurred.shape == images.shape and blurred.std() < images.std()
     with pytest.raises(ValueError, match="unknown baseline"):
         fa.baseline_images(images, "noise")
+    with pytest.raises(ValueError, match="out of range"):
+        fa.deletion_insertion(model, images, small, class_index=-1)
     with pytest.raises(ValueError, match="3 maps"):
         fa.deletion_insertion(model, images, small[:2])
 

@@ -172,7 +172,13 @@ def deletion_insertion(
     if class_index is None:
         probs = np.asarray(model.predict(images, batch_size=batch_size, verbose=0))
         class_index = probs.argmax(axis=1)
-    class_index = np.broadcast_to(np.asarray(class_index, np.int64).reshape(-1), (len(images),))
+    class_index = np.asarray(class_index, np.int64).reshape(-1)
+    if class_index.size not in (1, len(images)):
+        raise ValueError(f"class_index: {class_index.size} indices for {len(images)} images")
+    class_index = np.broadcast_to(class_index, (len(images),))
+    num_classes = int(model.outputs[0].shape[-1]) if getattr(model, "outputs", None) else None
+    if class_index.min() < 0 or (num_classes and class_index.max() >= num_classes):
+        raise ValueError(f"class_index out of range: {sorted(set(class_index.tolist()))}")
     fractions = np.linspace(0.0, 1.0, steps + 1)
     rng = np.random.default_rng(seed)
     saliency = _curves(
