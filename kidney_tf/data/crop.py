@@ -140,13 +140,17 @@ def crop_to_box(
     *,
     nearest: bool = False,
 ) -> np.ndarray:
-    """``image[y0:y1, x0:x1]`` resized to ``size`` ((h, w) or square; bilinear or nearest)."""
+    """``image[y0:y1, x0:x1]`` resized to ``size`` ((h, w) or square).
+
+    Bilinear, or nearest with pixel-centre alignment (``INTER_NEAREST_EXACT``, as
+    ``tf.image.resize(method="nearest")``) for masks.
+    """
     x0, y0, x1, y1 = box
     out = np.asarray(image)[y0:y1, x0:x1]
     hw = _size_hw(size)
     if hw is None or out.shape[:2] == hw:
         return out.copy()
-    interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    interpolation = cv2.INTER_NEAREST_EXACT if nearest else cv2.INTER_LINEAR
     was_bool = out.dtype == bool
     src = out.astype(np.uint8) if was_bool else out
     if src.dtype not in (np.uint8, np.float32, np.float64, np.uint16):
