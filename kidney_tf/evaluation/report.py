@@ -451,7 +451,7 @@ def _keep_samples(
             samples.append((small[0], int(label), offset + i))
 
 
-def _faithfulness(model, cams, *, steps: int = 16, batch_size: int = 64) -> dict[str, Any]:
+def _faithfulness(model, cams, *, steps: int = 16) -> dict[str, Any]:
     """Deletion/insertion AUC (+ random-order baselines) on the capped CAM subset.
 
     Computed by ``kidney_tf.explain.faithfulness.deletion_insertion`` (blur baseline).
@@ -468,7 +468,8 @@ def _faithfulness(model, cams, *, steps: int = 16, batch_size: int = 64) -> dict
         np.concatenate(batch["maps"]),
         class_index=np.concatenate(batch["targets"]),
         steps=steps,
-        batch_size=batch_size,
+        # 4 images' deletion + insertion steps per predict call: few calls, bounded memory
+        batch_size=8 * (steps + 1),
     )
     out: dict[str, Any] = {}
     for key in ("deletion", "insertion"):

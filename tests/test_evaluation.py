@@ -1,0 +1,201 @@
+"""evaluate_model on a tiny model whose predictions are known (the brightest colour channel wins)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from kidney_tf.evaluation.render import SECTIONS
+from kidney_tf.evaluation.report import evaluate_model
+from kidney_tf.evaluation.schema import load_cam_examples
+
+CLASSES = ["red", "green", "blue"]
+SIZE = 32
+
+
+def toy_model(size: int = SIZE, n_classes: int = 3):
+    """Conv 1x1 identity -> GAP -> Dense(20·I) -> softmax: predicts the brightest channel."""
+    import keras
+
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    conv = keras.layers.Conv2D(n_classes, 1, activation="relu", name="last_conv")
+    x = keras.layers.GlobalAveragePooling2D()(conv(x))
+    dense = keras.layers.Dense(n_classes, name="logits")
+    outputs = keras.layers.Activation("softmax", name="probabilities")(dense(x))
+    model = keras.Model(inputs, outputs, name="toy")
+    conv.set_weights(
+        [np.eye(3, n_classes, dtype="float32")[None, None], np.zeros(n_classes, "float32")]
+    )
+    dense.set_weights([20 * np.eye(n_classes, dtype="float32"), np.zeros(n_classes, "float32")])
+    return model
+
+
+def toy_data(n: int = 12, size: int = SIZE, seed: int = 0):
+    """Gray disc ("body") with a bright blob (the lesion mask) in the class colour.
+
+    Every 5th image's blob has the *next* class's colour, so the model gets it wrong.
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    body = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size * 0.42) ** 2
+    labels = np.arange(n) % 3
+    colour = labels.copy()
+    colour[::5] = (labels[::5] + 1) % 3
+    images = np.zeros((n, size, size, 3), np.float32)
+    masks = np.zeros((n, size, size, 1), np.float32)
+    for i in range(n):
+        images[i][body] = 60
+        cy, cx = rng.integers(size // 3, 2 * size // 3, 2)
+        blob = (yy - cy) ** 2 + (xx - cx) ** 2 < 16
+        images[i][blob, colour[i]] = 250
+        masks[i, ..., 0] = blob
+    return images, labels, masks, colour
+
+
+def _dataset(images, labels, masks=None, batch=8):
+    import tensorflow as tf
+
+    onehot = np.eye(3, dtype="float32")[labels]
+    parts = (images, onehot) if masks is None else (images, onehot, masks)
+    return tf.data.Dataset.from_tensor_slices(parts).batch(batch)
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    images, labels, masks, colour = toy_data()
+    model = toy_model()
+    out = tmp_path_factory.mktemp("report")
+    metrics = evaluate_model(
+        model,
+        _dataset(images, labels, masks),
+        out_dir=out,
+        class_names=CLASSES,
+        batch_size=8,
+        examples_per_class=1,
+        faithfulness_images=8,
+    )
+    return {"metrics": metrics, "out": out, "labels": labels, "colour": colour, "model": model}
+
+
+def test_metrics_agree_with_sklearn(evaluated):
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+    m, labels, colour = evaluated["metrics"], evaluated["labels"], evaluated["colour"]
+    on_disk = json.loads((evaluated["out"] / "metrics.json").read_text())
+    assert on_disk == m
+    # The toy model predicts the blob colour, so the predictions are known in advance.
+    assert m["accuracy"] == pytest.approx(accuracy_score(labels, colour))
+    assert m["accuracy"] == pytest.approx(9 / 12)
+    assert m["macro_f1"] == pytest.approx(f1_score(labels, colour, average="macro"))
+    assert m["weighted_f1"] == pytest.approx(f1_score(labels, colour, average="weighted"))
+    assert m["confusion_matrix"] == confusion_matrix(labels, colour).tolist()
+    assert m["class_names"] == CLASSES and m["n_images"] == 12
+    assert set(m["per_class"]["red"]) == {"precision", "recall", "f1", "support"}
+    assert sum(v["support"] for v in m["per_class"].values()) == 12
+    assert 0 < m["calibration"]["ece"] <= 1 and m["calibration"]["temperature"] is None
+
+
+def test_cam_block(evaluated):
+    cam = evaluated["metrics"]["cam"]
+    assert cam["method"] == "gradcam++" and cam["layer"] == "last_conv"
+    assert cam["native_grid"] == [SIZE, SIZE] and cam["input_size"] == [SIZE, SIZE]
+    assert cam["n_images"] == 12 and cam["foreground"] == "body"
+    for stat in ("entropy", "radius", "snr", "snr_db", "outside_fraction"):
+        assert set(cam[stat]) >= {"mean", "std", "median", "n"}
+    assert 0 < cam["entropy"]["mean"] < 1
+    # Maps light up the blob inside the body: nothing outside, pointing game far above chance.
+    assert cam["outside_fraction"]["mean"] < 0.05
+    for stat in ("pointing_game", "energy_in_mask", "iou"):
+        assert cam[stat]["mean"] > cam[stat]["chance"] > 0
+    assert cam["pointing_game"]["mean"] == 1.0
+    assert set(cam["per_class"]) == set(CLASSES)
+    assert cam["per_class"]["red"]["n"] == 4 and "chance" in cam["per_class"]["red"]
+    assert cam["shortcut_warnings"] == []
+    for key in ("deletion_auc", "insertion_auc"):
+        assert {"mean", "random", "n"} <= set(cam[key]) and cam[key]["n"] == 8
+
+
+def test_files_written(evaluated):
+    out = evaluated["out"]
+    expected = [
+        "metrics.json",
+        "classification_report.txt",
+        "predictions.csv",
+        "cam_examples.npz",
+        "confusion_matrix.png",
+        "samples.png",
+        "cam_overlays_gradcam.png",
+        "cam_overlays_gradcam++.png",
+        "cam_statistics.png",
+        "reliability_diagram.png",
+        "report.html",
+        "report.md",
+    ]
+    for name in expected:
+        assert (out / name).stat().st_size > 100, name
+    assert not list(out.glob(".*"))  # no temporary files left
+    assert "0.7500" in (out / "classification_report.txt").read_text()  # digits=4
+    with (out / "predictions.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 12
+    assert {
+        "file",
+        "true",
+        "pred",
+        "p_red",
+        "cam_entropy",
+        "cam_outside_fraction",
+        "cam_iou",
+    } <= set(rows[0])
+    assert rows[0]["true"] == "red" and rows[0]["pred"] == "green"
+    examples = load_cam_examples(out / "cam_examples.npz")
+    assert examples["method"] == "gradcam++" and len(examples["files"]) == 3  # 1 per class
+    assert examples["images"].dtype == np.uint8 and examples["maps"].shape[1:] == (SIZE, SIZE)
+
+
+def test_report_has_every_section(evaluated):
+    html = (evaluated["out"] / "report.html").read_text()
+    md = (evaluated["out"] / "report.md").read_text()
+    for section in SECTIONS:
+        assert f">{section}</h2>" in html and f"## {section}" in md
+    assert html.count("data:image/png;base64,") == 6  # all figures embedded
+    # CAM statistics sit next to outside-body fraction and localisation with chance.
+    assert "outside body" in md and "pointing game" in md and "| chance |" in md
+
+
+def test_temperature_is_applied_and_keeps_accuracy(tmp_path, evaluated):
+    images, labels, _, _ = toy_data()
+    metrics = evaluate_model(
+        evaluated["model"],
+        _dataset(images, labels),
+        out_dir=tmp_path,
+        class_names=CLASSES,
+        max_cam_images=0,
+        temperature=0.5,
+    )
+    assert metrics["accuracy"] == evaluated["metrics"]["accuracy"]
+    cal = metrics["calibration"]
+    assert cal["temperature"] == 0.5 and cal["ece_uncalibrated"] is not None
+    assert metrics["cam"]["n_images"] == 0 and not (tmp_path / "cam_statistics.png").exists()
+    assert (tmp_path / "report.html").is_file()
+
+
+def test_bad_inputs_raise_clear_errors(tmp_path, evaluated):
+    images, labels, _, _ = toy_data(n=6)
+    ds = _dataset(images, labels)
+    with pytest.raises(ValueError, match="class_names"):
+        evaluate_model(evaluated["model"], ds, out_dir=tmp_path, max_cam_images=0)
+    with pytest.raises(ValueError, match="2 class names"):
+        evaluate_model(
+            evaluated["model"], ds, out_dir=tmp_path, class_names=["a", "b"], max_cam_images=0
+        )
+    with pytest.raises(ValueError, match="validation split"):
+        evaluate_model(
+            evaluated["model"], ds, out_dir=tmp_path, class_names=CLASSES, temperature="fit"
+        )
+    with pytest.raises(FileNotFoundError, match="not found"):
+        evaluate_model(evaluated["model"], tmp_path / "missing", out_dir=tmp_path)
