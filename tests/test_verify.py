@@ -294,3 +294,19 @@ def test_cli_help_has_examples(capsys):
         main(["data", "verify", "--help"])
     assert info.value.code == 0
     assert "examples:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"), [("kidney-ct", "phantom_kidney_ct"), ("brain-mri", "phantom_brain_mri")]
+)
+def test_phantom_output_matches_its_manifest(tmp_path, kind, name):
+    from kidney_tf.data.phantoms import generate_phantoms
+
+    csv_path = generate_phantoms(kind, tmp_path / "ph", per_class=2, image_size=48)
+    for source in (csv_path, csv_path.parent):  # the manifest CSV and the folder tree
+        report = verify_dataset(source, name)
+        assert report.errors == [] and report.bad_files == []
+        assert report.codes() <= {"within_split_duplicates", "near_duplicate_label_conflict"}
+        assert report.n_images == 8
+    folder = scan_folder(csv_path.parent)
+    assert all(r.mask_path for r in folder.records)

@@ -391,7 +391,7 @@ def validate_image(
         with _open(path) as image:
             width, height = image.size
             _decode(image, path, max_pixels, _VALIDATE_SIDE)
-            if image.mode == "F":
+            if image.mode in ("F", "I"):  # pixel types read_image refuses
                 _to_rgb(image, path)
     except ImageReadError as exc:
         if "not a recognised image" in exc.reason and _has_dicom_magic(path):

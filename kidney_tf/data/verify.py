@@ -428,7 +428,8 @@ def _check_duplicates(
             Issue(
                 "warning",
                 "near_duplicate_label_conflict",
-                f"{len(near_conflicts)} near-duplicate pair(s) carry different labels",
+                f"{len(near_conflicts)} near-duplicate pair(s) carry different labels (the same "
+                "anatomy in two classes, or a mislabelled copy)",
                 {"pairs": near_conflicts, **_examples([_describe(e) for e in near_conflicts])},
             )
         )
