@@ -87,6 +87,8 @@ def to_gray_uint8(image: np.ndarray) -> np.ndarray:
     """Grayscale uint8 view of a gray/RGB(A) uint8 or float 0..255 image (floats clipped, rounded)."""
     image = _check_image(image)
     if image.dtype != np.uint8:
+        if 0 < float(np.nanmax(image)) <= 1.0:
+            logger.warning("float image with values in 0..1: the crops expect pixels in 0..255")
         image = np.clip(np.rint(np.nan_to_num(image)), 0, 255).astype(np.uint8)
     if image.ndim == 3:
         code = cv2.COLOR_RGBA2GRAY if image.shape[-1] == 4 else cv2.COLOR_RGB2GRAY
@@ -340,14 +342,20 @@ def body_mask(
     return _find_body(image, threshold, close_kernel, open_kernel, 0.0)[0]
 
 
-def body_box(image: np.ndarray, **kwargs: Any) -> Box | None:
-    """Box of :func:`body_mask` (end exclusive), ``None`` when the body crop would fall back."""
+def body_box(
+    image: np.ndarray,
+    *,
+    threshold: float = BODY_THRESHOLD,
+    close_kernel: int = BODY_CLOSE_KERNEL,
+    open_kernel: int = BODY_OPEN_KERNEL,
+    min_area_fraction: float = MIN_AREA_FRACTION,
+) -> Box | None:
+    """Box of :func:`body_mask` (end exclusive), ``None`` when the body crop would fall back.
+
+    Usage: ``box = body_box(ct_slice)``
+    """
     mask, reason = _find_body(
-        _check_image(image),
-        kwargs.get("threshold", BODY_THRESHOLD),
-        kwargs.get("close_kernel", BODY_CLOSE_KERNEL),
-        kwargs.get("open_kernel", BODY_OPEN_KERNEL),
-        kwargs.get("min_area_fraction", MIN_AREA_FRACTION),
+        _check_image(image), threshold, close_kernel, open_kernel, min_area_fraction
     )
     return None if reason else mask_box(mask)
 
