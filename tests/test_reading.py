@@ -500,3 +500,22 @@ def test_dicom_without_pydicom_says_how_to_install(tmp_path, monkeypatch):
     result = scan_folder(tmp_path / "data")
     assert [Path(r.path).name for r in result.records] == ["a.png"]
     assert any("pip install 'kidney_tf[dicom]'" in w for w in result.warnings)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow complains about broken TIFF tags
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".bmp", ".tif"])
+def test_fuzzed_files_only_ever_raise_image_read_error(tmp_path, suffix):
+    data = bytearray(save(tmp_path / f"src{suffix}", noise(24, 24)).read_bytes())
+    rng = np.random.default_rng(len(suffix))
+    for k in range(100):
+        corrupt = bytearray(data)
+        positions = rng.integers(0, min(len(corrupt), 200 if k % 2 else len(corrupt)), size=4)
+        for pos in positions:
+            corrupt[pos] = int(rng.integers(0, 256))
+        path = tmp_path / f"fuzz{k}{suffix}"
+        path.write_bytes(bytes(corrupt))
+        for reader in (read_image, validate_image):
+            try:
+                reader(path)
+            except ImageReadError as exc:
+                assert exc.path == str(path) and exc.reason

@@ -176,8 +176,10 @@ def _open(path: str | os.PathLike) -> Iterator[Image.Image]:
         ) from None
     except Image.DecompressionBombError as exc:
         raise ImageReadError(p, f"image too large to decode safely ({exc})") from None
-    except OSError as exc:
-        raise ImageReadError(p, f"cannot open image ({exc})") from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # malformed headers surface as many exception types in Pillow
+        raise ImageReadError(p, f"cannot open image ({type(exc).__name__}: {exc})") from exc
     with image:
         yield image
 
@@ -232,10 +234,12 @@ def _decode(
         )
     try:
         image.load()
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(path, f"corrupt or truncated image data ({exc})") from exc
     except Image.DecompressionBombError as exc:  # pragma: no cover - defensive
         raise ImageReadError(path, f"image too large to decode safely ({exc})") from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # corrupt data surfaces as OSError, SyntaxError, ValueError...
+        raise ImageReadError(path, f"corrupt or truncated image data ({exc})") from exc
     return image
 
 
@@ -264,7 +268,9 @@ def _to_rgb(image: Image.Image, path: str | os.PathLike) -> np.ndarray:
             black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
             image = Image.alpha_composite(black, rgba)
         rgb = image.convert("RGB")
-    except (ValueError, OSError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:
         raise ImageReadError(path, f"unsupported pixel mode {mode!r} ({exc})") from exc
     return np.array(rgb, dtype=np.uint8)
 
