@@ -271,6 +271,19 @@ def test_split_folder_layout_with_masks(tmp_path):
     assert result.bad_files == []
 
 
+def test_split_layout_with_top_level_masks_folder(tmp_path):
+    for split in ("Training", "Testing"):
+        image = save(tmp_path / split / "Cyst" / "a.png", noise(40, 48))
+        save(tmp_path / "masks" / split / "Cyst" / "a.png", np.zeros((40, 48), np.uint8))
+    result = scan_folder(tmp_path)
+    assert result.class_names == ["Cyst"] and result.bad_files == []
+    assert [(r.split, Path(r.mask_path).parent.parent.name) for r in result.records] == [
+        ("train", "Training"),
+        ("test", "Testing"),
+    ]
+    assert image.is_file()
+
+
 def image_shape(path: Path) -> tuple[int, int]:
     with Image.open(path) as image:
         return image.height, image.width

@@ -22,7 +22,7 @@ Dataset layouts understood by :func:`scan_folder`::
 
     root/<class>/*.{jpg,jpeg,png,bmp,tif,tiff[,dcm]}      (extensions case-insensitive)
     root/masks/<class>/<same file name or stem>            (optional masks)
-    root/<Split>/<class>/*  and  root/<Split>/masks/<class>/*
+    root/<Split>/<class>/*  with masks in root/<Split>/masks/<class>/* or root/masks/<Split>/<class>/*
         Split in Training/Testing/train/val/valid/validation/test -> "train"/"val"/"test"
 
 Usage::
@@ -302,6 +302,10 @@ def read_image(
     Raises:
         ImageReadError: missing, empty, corrupt, truncated, non-image or over-limit files.
 
+    DICOM files (``.dcm``, or any file with the DICM preamble) go through
+    :func:`kidney_tf.data.dicom.read_dicom` with its automatic window (CT: kidney preset,
+    center 40 / width 400); call ``read_dicom`` directly for another window.
+
     Usage: ``rgb = read_image("Cyst/Cyst- (1).jpg")``
     """
     if is_dicom_path(path):
@@ -442,6 +446,11 @@ def normalize_split(value: str | None) -> str | None:
     return split
 
 
+def _child(folder: Path, name: str) -> Path | None:
+    """The sub-folder of ``folder`` called ``name`` (case-insensitive), if any."""
+    return next((d for d in _list_dir(folder)[0] if d.name.lower() == name.lower()), None)
+
+
 def _mask_index(mask_dir: Path, extensions: tuple[str, ...]) -> dict[str, Path]:
     """File name and stem -> mask path, for one class folder of masks."""
     if not mask_dir.is_dir():
@@ -455,10 +464,14 @@ def _mask_index(mask_dir: Path, extensions: tuple[str, ...]) -> dict[str, Path]:
 
 
 def _scan_classes(
-    base: Path, split: str | None, extensions: tuple[str, ...], notes: list[str]
+    base: Path,
+    split: str | None,
+    extensions: tuple[str, ...],
+    notes: list[str],
+    shared_masks: Path | None = None,
 ) -> list[ImageRecord]:
     class_dirs, stray_files = _list_dir(base)
-    masks_dir = next((d for d in class_dirs if d.name.lower() == MASK_FOLDER), None)
+    masks_dir = next((d for d in class_dirs if d.name.lower() == MASK_FOLDER), shared_masks)
     class_dirs = [d for d in class_dirs if d.name.lower() != MASK_FOLDER]
     stray_images = [f for f in stray_files if f.suffix.lower() in extensions]
     if stray_images:
@@ -532,8 +545,10 @@ def scan_folder(
     notes: list[str] = []
     subdirs, _ = _list_dir(root)
     split_dirs = [d for d in subdirs if d.name.lower() in SPLIT_ALIASES]
+    split_dirs.sort(key=lambda d: (SPLIT_NAMES.index(SPLIT_ALIASES[d.name.lower()]), d.name))
+    top_masks = next((d for d in subdirs if d.name.lower() == MASK_FOLDER), None)
     if split_dirs:
-        others = [d.name for d in subdirs if d not in split_dirs]
+        others = [d.name for d in subdirs if d not in split_dirs and d != top_masks]
         if others:
             raise ValueError(
                 f"{root}: mixed layout: split folders ({', '.join(d.name for d in split_dirs)}) "
@@ -548,7 +563,9 @@ def scan_folder(
                     f"{root}: folders {seen[split]!r} and {split_dir.name!r} are both split {split!r}"
                 )
             seen[split] = split_dir.name
-            records.extend(_scan_classes(split_dir, split, extensions, notes))
+            # masks: <Split>/masks/<class>/, else masks/<Split>/<class>/
+            shared = _child(top_masks, split_dir.name) if top_masks else None
+            records.extend(_scan_classes(split_dir, split, extensions, notes, shared))
     else:
         records = _scan_classes(root, None, extensions, notes)
     return _finish(records, notes, strict=strict, validate=validate, workers=workers)
