@@ -127,3 +127,34 @@ def test_paired_overlays(tmp_path, toy):
         images[:2], maps[:2], maps[2:4], tmp_path / "p.png", labels=("baseline", "fostered")
     )
     _assert_png(out)
+
+
+@pytest.mark.real_data
+def test_data_figures_cli_on_real_mri(brain_mri_sample, tmp_path, capsys):
+    import json
+
+    from kidney_tf.cli.main import main
+
+    out = tmp_path / "figs"
+    code = main(
+        ["data", "figures", "--data", str(brain_mri_sample), "--out", str(out), "--crop", "brain",
+         "--image-size", "96", "--n-augment", "2"]
+    )  # fmt: skip
+    assert code == 0
+    for name in ("class_distribution", "samples", "crop_pairs", "augmentation"):
+        _assert_png(out / f"{name}.png")
+    summary = json.loads((out / "dataset_figures.json").read_text())
+    assert summary["class_names"] == ["glioma", "meningioma", "notumor", "pituitary"]
+    total = sum(sum(c.values()) for c in summary["counts"].values())
+    assert total == summary["n_images"] > 0
+    assert len(summary["crop_examples"]) == 4 and all(e["box"] for e in summary["crop_examples"])
+    assert "train" in capsys.readouterr().out
+
+
+def test_data_figures_rejects_bad_arguments(tmp_path):
+    from kidney_tf.evaluation.dataset_figures import dataset_figures
+
+    with pytest.raises(FileNotFoundError, match="missing"):
+        dataset_figures(tmp_path / "missing", tmp_path / "out")
+    with pytest.raises(ValueError, match="crop"):
+        dataset_figures(tmp_path, tmp_path / "out", crop="lungs")

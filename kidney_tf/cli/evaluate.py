@@ -1,0 +1,185 @@
+"""``kidney-tf evaluate``: metrics, calibration, CAM statistics and figures for a saved model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from kidney_tf.cli.main import CliError, add_common_arguments
+
+EXAMPLES = """\
+examples:
+  # evaluate on the exact test split used in training (RUN/split.csv next to the model)
+  kidney-tf evaluate --model runs/fostered/model.keras --out reports/fostered
+
+  # the same split for another run's model (e.g. the baseline and the fine-tuned model)
+  kidney-tf evaluate --model runs/baseline/model.keras --split-csv runs/baseline/split.csv \\
+      --out reports/baseline
+
+  # brain MRI test folder, brain foreground, Grad-CAM++ on the first 200 images
+  kidney-tf evaluate --model runs/brain/model.keras --data Testing/ --crop brain \\
+      --max-cam-images 200 --out reports/brain
+
+Which images are evaluated: --split-csv (a run's split.csv) reproduces a split exactly; with
+--data/--manifest the split is recomputed with the seed, split method and fractions of the run
+(read from RUN/config.json next to the model; --seed/--split-method/--val-fraction/
+--test-fraction override). Without any of them RUN/split.csv next to the model is used.
+Outputs: metrics.json, classification_report.txt, predictions.csv, cam_examples.npz, PNG
+figures, report.html (self-contained) and report.md.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "evaluate",
+        help="evaluate a saved model: metrics, calibration, CAM statistics, report",
+        description="Evaluate a .keras model on one split: accuracy, F1, confusion matrix, ECE "
+        "(optionally temperature scaling), Grad-CAM++ entropy/radius/SNR next to the "
+        "outside-body fraction, localisation vs chance with lesion masks, deletion/insertion "
+        "AUC, figures and a one-page HTML/Markdown report.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", required=True, help="the .keras model to evaluate")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--data", help="class-folder tree (root/<class>/* or Training/Testing)")
+    src.add_argument("--manifest", help="manifest CSV with columns path,label,split,mask_path")
+    src.add_argument("--split-csv", help="a run's split.csv: evaluate exactly that split")
+    p.add_argument("--out", required=True, help="report folder (created)")
+    p.add_argument("--split", choices=("train", "val", "test"), default="test")
+    p.add_argument("--method", default="gradcam++", help="CAM method (default gradcam++)")
+    p.add_argument(
+        "--extra-methods",
+        default="gradcam",
+        help="comma-separated CAM methods drawn for the example overlays ('' for none)",
+    )
+    p.add_argument("--crop", choices=("brain", "body", "none"), help="default: the model's")
+    p.add_argument(
+        "--foreground",
+        choices=("auto", "body", "brain", "none"),
+        default="auto",
+        help="mask for the outside fraction (auto: brain if crop=brain, else body)",
+    )
+    p.add_argument("--cam-target", choices=("predicted", "true"), default="predicted")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-cam-images", type=int, help="CAMs for the first N images (0: none)")
+    p.add_argument("--image-size", type=int, help="expected input size; checked against the model")
+    p.add_argument("--temperature", help="a number, or 'fit' to fit it on the validation split")
+    p.add_argument("--seed", type=int, help="split seed (default: the run's, else 42)")
+    p.add_argument("--split-method", choices=("auto", "folders", "stratified", "grouped"))
+    p.add_argument("--val-fraction", type=float)
+    p.add_argument("--test-fraction", type=float)
+    add_common_arguments(p)
+    p.set_defaults(func=run)
+
+
+def _run_config(model_path: Path) -> dict[str, Any]:
+    """``train`` settings of the run the model came from (RUN/config.json), or {}."""
+    path = model_path.parent / "config.json"
+    if not path.is_file():
+        return {}
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{path}: not valid JSON ({exc})") from exc
+    return dict(config.get("train") or {})
+
+
+def _source(args: argparse.Namespace, model_path: Path) -> tuple[str, bool]:
+    """``(source, is_split_csv)``: the data to evaluate and whether it fixes the split."""
+    if args.split_csv:
+        return args.split_csv, True
+    if args.data or args.manifest:
+        return args.data or args.manifest, False
+    beside = model_path.parent / "split.csv"
+    if beside.is_file():
+        return str(beside), True
+    raise CliError(
+        f"no data given and no split.csv next to {model_path}; pass --data, --manifest or --split-csv"
+    )
+
+
+def _pick(*values: Any) -> float:
+    """The first value that is not None, as float."""
+    return float(next(v for v in values if v is not None))
+
+
+def _temperature(value: str | None) -> float | str | None:
+    if value is None or value.lower() == "fit":
+        return None if value is None else "fit"
+    try:
+        return float(value)
+    except ValueError:
+        raise CliError(f"--temperature must be a number or 'fit', got {value!r}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from kidney_tf._loading import load_model
+    from kidney_tf.evaluation.report import evaluate_model, model_input_size
+    from kidney_tf.utils.logging import get_logger
+
+    log = get_logger("kidney_tf.cli.evaluate")
+    model_path = Path(args.model)
+    if args.batch_size < 1:
+        raise CliError(f"--batch-size must be >= 1, got {args.batch_size}")
+    source, fixed_split = _source(args, model_path)
+    temperature = _temperature(args.temperature)
+    model = load_model(model_path, compile=False)
+    size = model_input_size(model)
+    if args.image_size is not None and size is not None and args.image_size != size[0]:
+        raise CliError(
+            f"{model_path}: the model takes {size[0]}x{size[1]} px images but --image-size is "
+            f"{args.image_size}"
+        )
+    run_cfg = _run_config(model_path)
+    split_method = (
+        "folders" if fixed_split else (args.split_method or run_cfg.get("split") or "auto")
+    )
+    seed = args.seed if args.seed is not None else int(run_cfg.get("seed", 42))
+    val_fraction = _pick(args.val_fraction, run_cfg.get("val_fraction"), 0.15)
+    test_fraction = _pick(args.test_fraction, run_cfg.get("test_fraction"), 0.15)
+    log.info(
+        "evaluating %s on the %s split of %s (split %s, seed %d)",
+        model_path,
+        args.split,
+        source,
+        split_method,
+        seed,
+    )
+    extra = tuple(m.strip() for m in args.extra_methods.split(",") if m.strip())
+    metrics = evaluate_model(
+        model,
+        source,
+        out_dir=args.out,
+        split=args.split,
+        method=args.method,
+        max_cam_images=args.max_cam_images,
+        crop=args.crop,
+        batch_size=args.batch_size,
+        extra_methods=extra,
+        temperature=temperature,
+        foreground=args.foreground,
+        cam_target=args.cam_target,
+        seed=seed,
+        split_method=split_method,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+    )
+    if not args.quiet:
+        cam = metrics.get("cam") or {}
+        print(
+            f"accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
+            f"ECE {metrics['calibration']['ece']:.4f}  ({metrics['n_images']} images)"
+        )
+        if cam.get("n_images"):
+            parts = []
+            for key in ("entropy", "radius", "snr_db", "outside_fraction", "pointing_game"):
+                if isinstance(cam.get(key), dict):
+                    parts.append(f"{key} {cam[key]['mean']:.4f}")
+            print(f"{cam['method']}: " + "  ".join(parts))
+        for warning in cam.get("shortcut_warnings") or []:
+            print(f"warning: {warning}")
+        print(f"report: {Path(args.out) / 'report.html'}")
+    return 0
