@@ -1,0 +1,48 @@
+"""Serialisable input-preprocessing layers that live inside the saved models.
+
+A saved kidney_tf model takes raw 0–255 float RGB images; the per-backbone preprocessing is a
+layer of the model, so ``keras.models.load_model(..., safe_mode=True)``, TF Serving and
+tf-keras-vis all see the same function. ``keras.applications.resnet50.preprocess_input`` in a
+``Lambda`` layer would not load in safe mode, hence this small registered layer.
+
+Usage::
+
+    x = CaffePreprocessing(name="preprocessing")(inputs)  # RGB 0..255 -> BGR minus ImageNet mean
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+from keras import ops
+
+# ImageNet channel means in BGR order, as used by the original Caffe ResNet weights.
+IMAGENET_BGR_MEAN: tuple[float, float, float] = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package="kidney_tf")
+class CaffePreprocessing(keras.layers.Layer):
+    """'caffe'-style preprocessing: RGB -> BGR, then subtract the per-channel ImageNet mean.
+
+    Same numbers as ``keras.applications.resnet50.preprocess_input`` for channels-last input.
+
+    Usage: ``x = CaffePreprocessing()(keras.Input((224, 224, 3)))``.
+    """
+
+    def __init__(self, mean: Sequence[float] = IMAGENET_BGR_MEAN, **kwargs):
+        super().__init__(**kwargs)
+        if len(mean) != 3:
+            raise ValueError(f"mean must have 3 values (B, G, R), got {list(mean)}")
+        self.mean = tuple(float(m) for m in mean)
+
+    def call(self, inputs):
+        inputs = ops.cast(inputs, self.compute_dtype)
+        bgr = ops.flip(inputs, axis=-1)
+        return bgr - ops.cast(ops.convert_to_tensor(self.mean), self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "mean": list(self.mean)}

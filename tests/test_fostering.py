@@ -1,0 +1,338 @@
+"""CamFosteringModel: training behaviour, CAM methods, metrics, precision, saving, distribution."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kidney_tf.explain.statistics import normalized_entropy
+from kidney_tf.models.builders import Classifier
+from kidney_tf.training import CamFosteringModel, WeightedCrossEntropy
+
+SIZE = 16
+CLASSES = ["a", "b", "c"]
+
+
+def tiny_classifier(
+    seed: int = 0, hidden: int = 0, dropout: float = 0.0, batch_norm: bool = True
+) -> Classifier:
+    """A small functional stand-in: conv -> conv("last_conv") -> GAP -> [dense] -> logits."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((SIZE, SIZE, 3), name="image")
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv_1")(x)
+    if batch_norm:
+        x = keras.layers.BatchNormalization(name="bn_1")(x)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="last_conv")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
+    if hidden:
+        x = keras.layers.Dense(hidden, activation="relu", name="head_dense_1")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    x = keras.layers.Dense(len(CLASSES), name="logits")(x)
+    outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    return Classifier(inputs, outputs, class_names=CLASSES, metadata={"image_size": SIZE})
+
+
+def toy_data(n: int = 12, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 255, (n, SIZE, SIZE, 3)).astype("float32")
+    y = keras.utils.to_categorical(np.arange(n) % len(CLASSES), len(CLASSES)).astype("float32")
+    return x, y
+
+
+def compile_sgd(model, lr: float = 0.05, **kwargs):
+    model.compile(
+        optimizer=keras.optimizers.SGD(lr),
+        loss=WeightedCrossEntropy([1.0, 2.0, 0.5]),
+        metrics=["accuracy"],
+        **kwargs,
+    )
+    return model
+
+
+def weights_equal(a, b, atol=1e-6) -> bool:
+    return all(np.allclose(u, v, atol=atol) for u, v in zip(a.get_weights(), b.get_weights()))
+
+
+def test_lambda_zero_matches_plain_functional_model():
+    x, y = toy_data()
+    plain = tiny_classifier(seed=1)
+    fostering = CamFosteringModel.from_classifier(tiny_classifier(seed=2), cam_weight=0.0)
+    fostering.set_weights(plain.get_weights())
+    compile_sgd(plain)
+    compile_sgd(fostering)
+    plain.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    history = fostering.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    assert weights_equal(plain, fostering, atol=1e-6)
+    assert "cam_entropy" not in history.history  # no CAM ops when λ = 0
+    assert np.allclose(history.history["loss"], history.history["ce_loss"])
+
+
+def test_entropy_penalty_changes_the_update_and_its_gradient_reaches_the_backbone():
+    x, y = toy_data()
+    base = tiny_classifier(seed=3)
+    model = CamFosteringModel.from_classifier(base, cam_weight=1.0)
+    variables = [model.get_layer("conv_1").kernel, model.get_layer("logits").kernel]
+    with tf.GradientTape() as tape:
+        cams = model.class_activation_maps(x, class_index=np.argmax(y, axis=-1))
+        entropy = tf.reduce_mean(normalized_entropy(cams))
+    grads = tape.gradient(entropy, variables)
+    assert all(g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in grads)
+
+    runs = {}
+    for weight in (0.0, 1.0):
+        clone = CamFosteringModel.from_classifier(tiny_classifier(seed=4), cam_weight=weight)
+        compile_sgd(clone)
+        clone.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+        runs[weight] = clone
+    assert not weights_equal(runs[0.0], runs[1.0], atol=1e-7)
+
+
+def test_exact_and_gradcam_agree_up_to_scale_for_gap_dense_head():
+    x, _ = toy_data(4)
+    base = tiny_classifier(seed=5)
+    exact = CamFosteringModel.from_classifier(base, cam_method="exact")
+    gradcam = CamFosteringModel.from_classifier(base, cam_method="gradcam")
+    a = exact.class_activation_maps(x, class_index=1).numpy()
+    b = gradcam.class_activation_maps(x, class_index=1).numpy()
+    assert a.shape == b.shape == (4, SIZE, SIZE) and a.dtype == np.float32
+    # Grad-CAM weights of a GAP -> Dense head are W[:, c] / (H * W).
+    np.testing.assert_allclose(b * SIZE * SIZE, a, rtol=1e-4, atol=1e-5)
+
+
+def test_class_activation_maps_class_index_forms():
+    x, _ = toy_data(3)
+    model = CamFosteringModel.from_classifier(tiny_classifier(seed=6))
+    predicted = np.argmax(model.predict(x, verbose=0), axis=-1)
+    default = model.class_activation_maps(x).numpy()
+    explicit = model.class_activation_maps(x, class_index=predicted).numpy()
+    np.testing.assert_allclose(default, explicit)
+    assert (default >= 0).all()
+    fixed = model.class_activation_maps(x, class_index=2).numpy()
+    np.testing.assert_allclose(fixed, model.class_activation_maps(x, class_index=[2, 2, 2]).numpy())
+
+
+def test_exact_method_rejects_hidden_head_and_gradcam_trains_it():
+    with pytest.raises(ValueError, match="gradcam"):
+        CamFosteringModel.from_classifier(tiny_classifier(hidden=4), cam_method="exact")
+    model = CamFosteringModel.from_classifier(
+        tiny_classifier(seed=7, hidden=4, dropout=0.2), cam_weight=0.5, cam_method="gradcam"
+    )
+    compile_sgd(model)
+    x, y = toy_data()
+    history = model.fit(x, y, batch_size=4, epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"][0]) and 0.0 <= history["cam_entropy"][0] <= 1.0
+    assert history["loss"][0] > history["ce_loss"][0]
+
+
+def test_metrics_reported_in_fit_and_evaluate():
+    x, y = toy_data()
+    model = CamFosteringModel.from_classifier(tiny_classifier(seed=8), cam_weight=0.3)
+    compile_sgd(model, steps_per_execution=2)
+    history = model.fit(x, y, batch_size=4, epochs=1, validation_data=(x, y), verbose=0).history
+    for key in ("loss", "ce_loss", "cam_entropy", "accuracy"):
+        assert key in history and f"val_{key}" in history
+    result = model.evaluate(x, y, batch_size=4, verbose=0, return_dict=True)
+    assert result["loss"] == pytest.approx(
+        result["ce_loss"] + 0.3 * result["cam_entropy"], rel=1e-5
+    )
+
+    baseline = compile_sgd(CamFosteringModel.from_classifier(tiny_classifier(seed=8), 0.0))
+    result = baseline.evaluate(x, y, batch_size=4, verbose=0, return_dict=True)
+    assert result["loss"] == pytest.approx(result["ce_loss"])
+    assert 0.0 < result["cam_entropy"] <= 1.0  # evaluate always measures the CAM entropy
+
+
+def test_class_weight_and_sample_weight_change_the_loss():
+    x, y = toy_data()
+    losses = []
+    for kwargs in (
+        {},
+        {"class_weight": {0: 5.0, 1: 1.0, 2: 1.0}},
+        {"sample_weight": np.ones(12) * 3},
+    ):
+        model = compile_sgd(CamFosteringModel.from_classifier(tiny_classifier(seed=9), 0.1))
+        history = model.fit(x, y, batch_size=12, epochs=1, verbose=0, **kwargs).history
+        losses.append(history["ce_loss"][0])
+    assert losses[1] != pytest.approx(losses[0])
+    assert losses[2] == pytest.approx(3 * losses[0], rel=1e-5)
+
+
+def test_dead_relu_all_zero_cam_gives_finite_loss_and_weights():
+    model = CamFosteringModel.from_classifier(tiny_classifier(seed=10), cam_weight=1.0)
+    last = model.get_layer("last_conv")
+    last.set_weights([np.zeros_like(w) for w in last.get_weights()])
+    compile_sgd(model)
+    x, y = toy_data()
+    history = model.fit(x, y, batch_size=4, epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"][0])
+    assert history["cam_entropy"][0] == pytest.approx(1.0)
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def test_mixed_float16_training_is_finite():
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = CamFosteringModel.from_classifier(tiny_classifier(seed=11), cam_weight=0.5)
+        compile_sgd(model)
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        x, y = toy_data()
+        history = model.fit(x, y, batch_size=4, epochs=1, verbose=0).history
+        cams = model.class_activation_maps(x[:2])
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert all(np.isfinite(v[0]) for v in history.values())
+    assert cams.dtype == tf.float32
+    assert model.get_layer("last_conv").compute_dtype == "float16"
+
+
+def test_save_load_round_trip(tmp_path):
+    import kidney_tf
+
+    x, y = toy_data()
+    model = CamFosteringModel.from_classifier(
+        tiny_classifier(seed=12), cam_weight=0.25, cam_method="gradcam", metadata={"crop": "body"}
+    )
+    compile_sgd(model).fit(x, y, batch_size=4, epochs=1, verbose=0)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    for loaded in (
+        keras.models.load_model(path, safe_mode=True),
+        kidney_tf.load_model(path),
+    ):
+        assert isinstance(loaded, CamFosteringModel)
+        assert (loaded.cam_layer, loaded.cam_weight, loaded.cam_method) == (
+            "last_conv",
+            0.25,
+            "gradcam",
+        )
+        assert loaded.class_names == CLASSES
+        assert loaded.metadata == {"image_size": SIZE, "crop": "body"}
+        np.testing.assert_allclose(
+            loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6
+        )
+        np.testing.assert_allclose(
+            loaded.class_activation_maps(x[:2]), model.class_activation_maps(x[:2]), atol=1e-5
+        )
+        config = loaded.get_config()
+        assert json.dumps(config)  # JSON-serialisable
+        history = loaded.fit(
+            x, y, batch_size=4, epochs=1, verbose=0
+        ).history  # compiled state loads
+        assert np.isfinite(history["loss"][0])
+
+
+def test_cam_weight_setter_and_argument_validation():
+    model = CamFosteringModel.from_classifier(tiny_classifier(seed=13), cam_weight=0.0)
+    compile_sgd(model)
+    x, y = toy_data()
+    assert "cam_entropy" not in model.fit(x, y, epochs=1, verbose=0).history
+    model.cam_weight = 0.5  # takes effect at the next fit: the step function is re-traced
+    assert "cam_entropy" in model.fit(x, y, epochs=1, verbose=0).history
+    with pytest.raises(ValueError, match="cam_weight"):
+        model.cam_weight = -1
+    with pytest.raises(ValueError, match="cam_method"):
+        CamFosteringModel.from_classifier(tiny_classifier(), cam_method="gradcam++")
+    with pytest.raises(ValueError, match="4-D"):
+        CamFosteringModel.from_classifier(tiny_classifier(), cam_layer="global_pool")
+    with pytest.raises(ValueError, match="labels"):
+        model.evaluate(x, verbose=0)
+
+
+def test_shares_layers_with_the_classifier():
+    base = tiny_classifier(seed=14)
+    model = CamFosteringModel.from_classifier(base)
+    assert model.get_layer("last_conv") is base.get_layer("last_conv")
+    assert not any(isinstance(layer, keras.Model) for layer in model.layers)
+    plain = model.as_classifier()
+    assert type(plain) is Classifier and plain.get_layer("logits") is base.get_layer("logits")
+    assert model.class_names == CLASSES
+
+
+@pytest.mark.slow
+def test_fostering_lowers_cam_entropy():
+    # Too large a step (e.g. Adam 1e-2 with λ = 5 here) can push every true-class CAM below
+    # zero: a dead map counts as uniform (entropy 1) and has no gradient, so it stays dead.
+    x, y = toy_data(24)
+    model = CamFosteringModel.from_classifier(
+        tiny_classifier(seed=15, batch_norm=False), cam_weight=1.0
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=WeightedCrossEntropy())
+    before = model.evaluate(x, y, verbose=0, return_dict=True)["cam_entropy"]
+    model.fit(x, y, batch_size=8, epochs=15, verbose=0)
+    after = model.evaluate(x, y, verbose=0, return_dict=True)["cam_entropy"]
+    assert after < before - 0.2
+
+
+@pytest.mark.slow
+def test_jit_compile_training():
+    x, y = toy_data()
+    model = CamFosteringModel.from_classifier(tiny_classifier(seed=16), cam_weight=0.5)
+    compile_sgd(model, jit_compile=True)
+    history = model.fit(x, y, batch_size=4, epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"][0]) and "cam_entropy" in history
+
+
+MIRRORED_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras, numpy as np
+    sys.path.insert(0, sys.argv[1])
+    from test_fostering import compile_sgd, tiny_classifier, toy_data
+    from kidney_tf.training import CamFosteringModel
+
+    x, y = toy_data(8)
+    results = {}
+    for name, strategy in (
+        ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])),
+        ("default", tf.distribute.get_strategy()),
+    ):
+        with strategy.scope():
+            model = CamFosteringModel.from_classifier(
+                tiny_classifier(seed=0, batch_norm=False), cam_weight=0.5
+            )
+            compile_sgd(model)
+        evaluated = model.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)
+        model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+        results[name] = {
+            "replicas": strategy.num_replicas_in_sync,
+            "evaluate": evaluated,
+            "weights": [w.tolist() for w in model.get_weights()],
+        }
+    print("RESULT" + json.dumps(results))
+    """
+)
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_matches_single_device(tmp_path):
+    script = tmp_path / "mirrored.py"
+    script.write_text(MIRRORED_SCRIPT)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    here = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.run(
+        [sys.executable, str(script), here], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(row for row in proc.stdout.splitlines() if row.startswith("RESULT"))
+    results = json.loads(line[len("RESULT") :])
+    mirrored, default = results["mirrored"], results["default"]
+    assert mirrored["replicas"] == 2 and default["replicas"] == 1
+    for key in ("loss", "ce_loss", "cam_entropy", "accuracy"):
+        assert mirrored["evaluate"][key] == pytest.approx(default["evaluate"][key], rel=1e-4)
+    # One SGD step on the same global batch: gradients summed over replicas == single device.
+    for a, b in zip(mirrored["weights"], default["weights"]):
+        np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-4, atol=1e-6)
