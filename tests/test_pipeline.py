@@ -248,3 +248,17 @@ def test_real_brain_mri_with_brain_crop(brain_mri_sample):
     assert float(tf.reduce_min(x)) >= 0 and float(tf.reduce_max(x)) <= 255
     black = lambda t: float(tf.reduce_mean(tf.cast(t[..., 0] < 10, tf.float32)))  # noqa: E731
     assert black(x) < black(u)  # the brain crop removed black border
+
+
+def test_saved_split_reloads_exactly(tree, tmp_path):
+    from kidney_tf.data.splits import write_split_csv
+
+    bundle = build_datasets(tree, image_size=16, batch_size=4, split="stratified", seed=9)
+    inside = write_split_csv(bundle.records, tree / "split.csv")
+    outside = write_split_csv(bundle.records, tmp_path / "run" / "split.csv")
+    with pytest.raises(ValueError, match="root="):
+        build_datasets(outside, split="folders")
+    for csv_path, root in ((inside, None), (outside, tree)):
+        again = build_datasets(csv_path, image_size=16, split="folders", root=root)
+        for name in ("train", "val", "test"):
+            assert [r.path for r in again.records[name]] == [r.path for r in bundle.records[name]]

@@ -274,7 +274,12 @@ def _load(source: Any, *, strict: bool, root: str | os.PathLike | None) -> ScanR
     if isinstance(source, (str, os.PathLike)):
         if root is not None and Path(source).suffix.lower() == ".csv":
             return reading.read_manifest(source, root=root, strict=strict)
-        return reading.load_source(source, strict=strict)
+        try:
+            return reading.load_source(source, strict=strict)
+        except ValueError as exc:
+            if "absolute path" in str(exc):
+                raise ValueError(f"{exc} (or pass root=<data folder> to build_datasets)") from exc
+            raise
     records = list(source)
     if not all(isinstance(r, ImageRecord) for r in records):
         raise TypeError("source must be a folder, a .csv manifest, a ScanResult or ImageRecords")
@@ -475,9 +480,10 @@ def _make_dataset(
     autotune = tf.data.AUTOTUNE
     ds = tf.data.Dataset.from_tensor_slices(loader.slices(records))
     ds = ds.map(loader, num_parallel_calls=autotune, deterministic=deterministic)
-    if not strict:
-        # Last line of defence: a file that passed screening but fails to decode is dropped
-        # (TensorFlow logs it) instead of killing a long run.
+    if shuffle and not strict:
+        # Last line of defence for training: a file that passed screening but fails to decode
+        # is dropped (TensorFlow logs it) instead of killing a long run. Val/test never drop
+        # silently: their order must match ``bundle.records`` for evaluation.
         ds = ds.ignore_errors(log_warning=True)
     if cache is not None:
         ds = ds.cache(cache)
