@@ -179,11 +179,14 @@ def test_dead_relu_all_zero_cam_gives_finite_loss_and_weights():
     assert all(np.isfinite(w).all() for w in model.get_weights())
 
 
-def test_mixed_float16_training_is_finite():
+@pytest.mark.parametrize("method", ["exact", "gradcam"])
+def test_mixed_float16_training_is_finite(method):
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        model = CamFosteringModel.from_classifier(tiny_classifier(seed=11), cam_weight=0.5)
+        model = CamFosteringModel.from_classifier(
+            tiny_classifier(seed=11), cam_weight=0.5, cam_method=method
+        )
         compile_sgd(model)
         assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
         x, y = toy_data()
@@ -257,6 +260,16 @@ def test_shares_layers_with_the_classifier():
     plain = model.as_classifier()
     assert type(plain) is Classifier and plain.get_layer("logits") is base.get_layer("logits")
     assert model.class_names == CLASSES
+
+
+def test_wraps_a_built_efficientnet():
+    from kidney_tf.models import build_classifier
+
+    base = build_classifier("efficientnetb1", num_classes=3, image_size=32, class_names=CLASSES)
+    model = CamFosteringModel.from_classifier(base, cam_weight=0.1)
+    assert model.cam_layer == "top_activation" and model.metadata["arch"] == "efficientnetb1"
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    assert model.class_activation_maps(x).shape == (2, 1, 1)
 
 
 @pytest.mark.slow

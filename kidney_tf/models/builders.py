@@ -283,8 +283,13 @@ def last_conv_layer_name(model: keras.Model) -> str:
         if spec["last_conv"] in names:
             return spec["last_conv"]
     for layer in reversed(model.layers):
-        shape = getattr(layer, "output", None)
-        if shape is not None and len(layer.output.shape) == 4:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        try:
+            rank = len(layer.output.shape)
+        except (AttributeError, ValueError):  # layer used more than once / never called
+            continue
+        if rank == 4:
             return layer.name
     raise ValueError(f"model {model.name!r} has no layer with a 4-D (image-like) output")
 
