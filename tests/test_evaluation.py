@@ -199,3 +199,83 @@ def test_bad_inputs_raise_clear_errors(tmp_path, evaluated):
         )
     with pytest.raises(FileNotFoundError, match="not found"):
         evaluate_model(evaluated["model"], tmp_path / "missing", out_dir=tmp_path)
+
+
+@pytest.fixture(scope="module")
+def phantom_run(tmp_path_factory):
+    """Kidney-CT phantoms (with lesion masks) and a saved 4-class toy model in a run folder."""
+    from kidney_tf.data.phantoms import generate_phantoms
+
+    root = tmp_path_factory.mktemp("phantom_run")
+    manifest = generate_phantoms("kidney-ct", root / "data", per_class=6, image_size=64)
+    run = root / "run"
+    run.mkdir()
+    toy_model(size=48, n_classes=4).save(run / "model.keras")
+    return manifest, run
+
+
+@pytest.mark.slow
+def test_evaluate_bundle_with_masks_and_fitted_temperature(phantom_run, tmp_path):
+    from kidney_tf.data.pipeline import build_datasets
+
+    manifest, run = phantom_run
+    bundle = build_datasets(
+        manifest,
+        image_size=48,
+        batch_size=8,
+        split="stratified",
+        test_fraction=0.5,
+        with_masks=True,
+        augment=False,
+    )
+    import kidney_tf
+
+    model = kidney_tf.load_model(run / "model.keras", compile=False)
+    metrics = evaluate_model(
+        model, bundle, out_dir=tmp_path, temperature="fit", max_cam_images=6, extra_methods=()
+    )
+    test_files = [r.path for r in bundle.records["test"]]
+    with (tmp_path / "predictions.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["file"] for r in rows] == test_files  # predictions map back to files
+    assert sum(1 for r in rows if r["cam_entropy"]) == 6  # CAMs capped at 6 images
+    cal = metrics["calibration"]
+    assert cal["temperature"] > 0 and cal["temperature_fitted_on"] == "val"
+    cam = metrics["cam"]
+    assert cam["n_images"] == 6 and cam["native_grid"] == [48, 48]
+    # "Normal" phantoms have empty lesion masks: localisation is not applicable to them.
+    assert "pointing_game" in cam and cam["pointing_game"]["n"] <= 6
+    assert not (tmp_path / "cam_overlays_gradcam.png").exists()
+
+
+@pytest.mark.slow
+def test_evaluate_cli_uses_the_runs_split(phantom_run, tmp_path, capsys):
+    from kidney_tf.cli.main import main
+    from kidney_tf.data.pipeline import build_datasets
+    from kidney_tf.data.splits import write_split_csv
+
+    manifest, run = phantom_run
+    bundle = build_datasets(manifest, image_size=48, batch_size=8, split="stratified", seed=7)
+    write_split_csv(bundle.records, run / "split.csv")  # absolute paths: data is elsewhere
+    (run / "config.json").write_text(json.dumps({"train": {"data": str(manifest), "seed": 7}}))
+    out = tmp_path / "report"
+    args = ["evaluate", "--model", str(run / "model.keras"), "--out", str(out)]
+    assert main([*args, "--max-cam-images", "4", "--extra-methods", ""]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_images"] == len(bundle.records["test"])  # RUN/split.csv found and used
+    assert metrics["class_names"] == ["Cyst", "Normal", "Stone", "Tumor"]
+    assert "accuracy" in capsys.readouterr().out
+    # Wrong expected size and unknown classes fail with one clear line.
+    assert main([*args, "--image-size", "64"]) == 2
+    assert "takes 48x48 px images but --image-size is 64" in capsys.readouterr().err
+    import kidney_tf
+
+    model = kidney_tf.models.builders.Classifier(
+        *(lambda m: (m.inputs, m.outputs))(toy_model(size=48, n_classes=4)),
+        class_names=["a", "b", "c", "d"],
+    )
+    model.save(tmp_path / "named.keras")
+    code = main(["evaluate", "--model", str(tmp_path / "named.keras"), "--manifest", str(manifest),
+                 "--out", str(tmp_path / "r2"), "--max-cam-images", "0"])  # fmt: skip
+    assert code == 2
+    assert "classes the model does not know" in capsys.readouterr().err

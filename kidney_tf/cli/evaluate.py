@@ -22,7 +22,8 @@ examples:
   kidney-tf evaluate --model runs/brain/model.keras --data Testing/ --crop brain \\
       --max-cam-images 200 --out reports/brain
 
-Which images are evaluated: --split-csv (a run's split.csv) reproduces a split exactly; with
+Which images are evaluated: --split-csv (a run's split.csv) reproduces a split exactly (its
+absolute paths must lie in --data, default: the run's data folder from RUN/config.json); with
 --data/--manifest the split is recomputed with the seed, split method and fractions of the run
 (read from RUN/config.json next to the model; --seed/--split-method/--val-fraction/
 --test-fraction override). Without any of them RUN/split.csv next to the model is used.
@@ -46,7 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--data", help="class-folder tree (root/<class>/* or Training/Testing)")
     src.add_argument("--manifest", help="manifest CSV with columns path,label,split,mask_path")
-    src.add_argument("--split-csv", help="a run's split.csv: evaluate exactly that split")
+    p.add_argument(
+        "--split-csv",
+        help="a run's split.csv: evaluate exactly that split (with --data: the data folder its "
+        "absolute paths lie in)",
+    )
     p.add_argument("--out", required=True, help="report folder (created)")
     p.add_argument("--split", choices=("train", "val", "test"), default="test")
     p.add_argument("--method", default="gradcam++", help="CAM method (default gradcam++)")
@@ -87,18 +92,26 @@ def _run_config(model_path: Path) -> dict[str, Any]:
     return dict(config.get("train") or {})
 
 
-def _source(args: argparse.Namespace, model_path: Path) -> tuple[str, bool]:
-    """``(source, is_split_csv)``: the data to evaluate and whether it fixes the split."""
-    if args.split_csv:
-        return args.split_csv, True
-    if args.data or args.manifest:
-        return args.data or args.manifest, False
-    beside = model_path.parent / "split.csv"
-    if beside.is_file():
-        return str(beside), True
-    raise CliError(
-        f"no data given and no split.csv next to {model_path}; pass --data, --manifest or --split-csv"
-    )
+def _source(
+    args: argparse.Namespace, model_path: Path, run_cfg: dict[str, Any]
+) -> tuple[str, bool, str | None]:
+    """``(source, is_split_csv, data_root)``: what to evaluate, whether it fixes the split, and
+    the data folder a split CSV's absolute paths lie in (--data, else the run's data)."""
+    split_csv = args.split_csv
+    if split_csv is None and not (args.data or args.manifest):
+        beside = model_path.parent / "split.csv"
+        if not beside.is_file():
+            raise CliError(
+                f"no data given and no split.csv next to {model_path}; "
+                "pass --data, --manifest or --split-csv"
+            )
+        split_csv = str(beside)
+    if split_csv is None:
+        return args.data or args.manifest, False, None
+    root = args.data or args.manifest or run_cfg.get("data")
+    if root is not None and Path(root).suffix.lower() == ".csv":
+        root = str(Path(root).parent)
+    return split_csv, True, root
 
 
 def _pick(*values: Any) -> float:
@@ -124,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
     model_path = Path(args.model)
     if args.batch_size < 1:
         raise CliError(f"--batch-size must be >= 1, got {args.batch_size}")
-    source, fixed_split = _source(args, model_path)
+    run_cfg = _run_config(model_path)
+    source, fixed_split, data_root = _source(args, model_path, run_cfg)
     temperature = _temperature(args.temperature)
     model = load_model(model_path, compile=False)
     size = model_input_size(model)
@@ -133,7 +147,6 @@ def run(args: argparse.Namespace) -> int:
             f"{model_path}: the model takes {size[0]}x{size[1]} px images but --image-size is "
             f"{args.image_size}"
         )
-    run_cfg = _run_config(model_path)
     split_method = (
         "folders" if fixed_split else (args.split_method or run_cfg.get("split") or "auto")
     )
@@ -166,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
         split_method=split_method,
         val_fraction=val_fraction,
         test_fraction=test_fraction,
+        data_root=data_root,
     )
     if not args.quiet:
         cam = metrics.get("cam") or {}

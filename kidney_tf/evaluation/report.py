@@ -137,8 +137,13 @@ def resolve_data(
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
     need_val: bool = False,
+    data_root: str | os.PathLike | None = None,
 ) -> EvalData:
-    """Turn a DataBundle, a ``tf.data.Dataset`` or a folder/CSV path into ``EvalData``."""
+    """Turn a DataBundle, a ``tf.data.Dataset`` or a folder/CSV path into ``EvalData``.
+
+    ``data_root`` is the data folder of a split CSV that holds absolute paths (a run's
+    ``split.csv`` when the data lies outside the run folder).
+    """
     import tensorflow as tf
 
     if isinstance(data, tf.data.Dataset):
@@ -168,6 +173,7 @@ def resolve_data(
                 cache=False,
                 with_masks=True,
                 class_names=class_names,
+                root=data_root,
             )
         except ValueError as exc:
             if "not in class_names" in str(exc):
@@ -266,13 +272,14 @@ def evaluate_model(
     split_method: str = "auto",
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
+    data_root: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on one split of ``data`` and write the report folder ``out_dir``.
 
     ``data``: a ``DataBundle``, a ``tf.data.Dataset`` of ``(images, labels[, masks])`` (needs
     ``class_names`` unless the model carries them), or a folder/manifest CSV path (a run's
     ``split.csv`` reproduces its split; otherwise ``seed``/``split_method``/fractions must match
-    training). ``crop``: None/"none", "brain" or "body" (default: the model's metadata), used to
+    training; ``data_root`` is the data folder of a split CSV holding absolute paths). ``crop``: None/"none", "brain" or "body" (default: the model's metadata), used to
     build datasets from a path and to pick the foreground. ``temperature``: None uses the model's
     metadata ``temperature`` if any, a number applies it, ``"fit"`` fits it on the validation
     split. ``max_cam_images=0`` skips CAMs. Returns the metrics dict also written as
@@ -308,6 +315,7 @@ def evaluate_model(
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         need_val=fit_t,
+        data_root=data_root,
     )
     names = ev.class_names
     num_outputs = int(model.outputs[0].shape[-1])
