@@ -46,6 +46,10 @@ _LAZY_ATTRS: dict[str, str] = {
     "build_classifier": "kidney_tf.models.builders",
     "HeadConfig": "kidney_tf.models.heads",
     "last_conv_layer_name": "kidney_tf.models.builders",
+    "set_backbone_trainable": "kidney_tf.models.builders",
+    "unfreeze_top": "kidney_tf.models.builders",
+    "save_backbone_weights": "kidney_tf.models.builders",
+    "balanced_class_weights": "kidney_tf.training.losses",
     # training
     "WeightedCrossEntropy": "kidney_tf.training.losses",
     "CamFosteringModel": "kidney_tf.training.fostering",
