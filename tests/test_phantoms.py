@@ -12,6 +12,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from sklearn.feature_selection import f_classif
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -194,11 +195,10 @@ def test_no_global_brightness_size_or_position_shortcut(kind):
     folds = StratifiedKFold(5, shuffle=True, random_state=0)
     accuracy = cross_val_score(model, features, labels, cv=folds).mean()
     assert accuracy < 0.42, accuracy  # chance is 0.25
-    # per-class means of every global feature stay within the within-class spread
-    for column in range(features.shape[1]):
-        means = [features[labels == c, column].mean() for c in range(4)]
-        spread = np.mean([features[labels == c, column].std() for c in range(4)])
-        assert np.ptp(means) < 0.8 * spread + 1e-6, column
+    # no single global feature separates the classes (one-way ANOVA per feature)
+    varying = features.std(axis=0) > 0  # e.g. the CT table always spans the full width
+    _, p_values = f_classif(features[:, varying], labels)
+    assert p_values.min() > 1e-3, p_values
     # normal images vary as much as lesion images (anatomy and scanner jitter, not the lesion)
     normal = PHANTOM_CLASSES[kind].index(NORMAL_CLASSES[kind])
     normal_std = features[labels == normal, 0].std()

@@ -93,13 +93,13 @@ def render_brain_mri(class_name: str, streams: Streams, size: int) -> PhantomSam
     tex = streams.texture
 
     # --- placement: scale, off-centre position and tilt (the crop has work to do) -------------
-    height = float(rng.uniform(0.56, 0.94))
+    height = float(rng.uniform(0.54, 0.95))
     hb = height / 2.0
-    ha = hb * float(rng.uniform(0.76, 0.86))
+    ha = hb * float(rng.uniform(0.74, 0.88))
     center = np.array(
         [rng.uniform(ha + 0.02, 0.98 - ha), rng.uniform(hb + 0.02, 0.98 - hb)], dtype=np.float64
     )
-    head = _Head(center, ha, hb, float(rng.normal(0.0, 6.0)))
+    head = _Head(center, ha, hb, float(np.clip(rng.normal(0.0, 7.0), -18.0, 18.0)))
 
     img = np.zeros(canvas.shape, np.float32)
     if rng.random() < 0.3:  # faint field-of-view rectangle behind the head

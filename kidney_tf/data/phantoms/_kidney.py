@@ -106,18 +106,18 @@ def render_kidney_ct(class_name: str, streams: Streams, size: int) -> PhantomSam
     hu_vein = 42.0 + 120.0 * enhancement
 
     # --- body ----------------------------------------------------------------------------------
-    body_a = float(rng.uniform(0.33, 0.44))
-    body_b = body_a * float(rng.uniform(0.62, 0.76))
-    cx = 0.5 + float(rng.normal(0, 0.015))
-    cy = min(float(rng.uniform(0.40, 0.47)), 0.80 - 0.93 * body_b)
-    radial = random_radial(rng, 0.035, harmonics=(2, 4), n=128)
+    body_a = float(rng.uniform(0.28, 0.46))
+    body_b = body_a * float(rng.uniform(0.6, 0.8))
+    cx = 0.5 + float(np.clip(rng.normal(0, 0.03), -0.06, 0.06))
+    cy = min(float(rng.uniform(0.36, 0.48)), 0.80 - 0.93 * body_b)
+    radial = random_radial(rng, 0.05, harmonics=(2, 4), n=128)
     body_pts = blob_points((cx, cy), (body_a, body_b), 0.0, radial=radial)
     below = body_pts[:, 1] > cy
     body_pts[below, 1] = cy + (body_pts[below, 1] - cy) * 0.92  # flattened back on the table
     body = canvas.polygon(body_pts)
     depth = _inner_distance(body, canvas)  # unit coordinates from the skin
     t_skin = 0.004
-    t_fat = float(rng.uniform(0.012, 0.05)) * (1.0 + 0.3 * canvas.smooth_field(tex, 6))
+    t_fat = float(rng.uniform(0.01, 0.065)) * (1.0 + 0.3 * canvas.smooth_field(tex, 6))
     t_wall = float(rng.uniform(0.008, 0.016))
     ct.paint(body, hu_soft)
     ct.paint(depth > t_skin, hu_fat + 6.0 * canvas.smooth_field(tex))
@@ -158,6 +158,8 @@ def render_kidney_ct(class_name: str, streams: Streams, size: int) -> PhantomSam
         )
         ct.paint(spleen & cavity, 50.0 + 70.0 * enhancement)
 
+    if rng.random() < 0.45:  # a large gas-filled viscus (stomach / transverse colon)
+        _paint_viscus(ct, rng, tex, cavity, (cx, cy), (body_a, body_b))
     _paint_bowel(ct, rng, tex, cavity, (cx, cy), (body_a, body_b), kidneys, liver_center, sx, sy)
     for _ in range(int(rng.integers(3, 9))):  # mesenteric vessels
         pos = (cx + rng.uniform(-0.5, 0.5) * body_a, cy + rng.uniform(-0.45, 0.25) * body_b)
@@ -435,6 +437,36 @@ def _paint_bowel(
             ct.paint(lumen, 15.0)
         else:  # positive oral contrast
             ct.paint(lumen, float(rng.uniform(180.0, 320.0)))
+
+
+def _paint_viscus(
+    ct: _Slice,
+    rng: np.random.Generator,
+    tex: np.random.Generator,
+    cavity: np.ndarray,
+    center: tuple[float, float],
+    axes: tuple[float, float],
+) -> None:
+    """A large anterior gas-filled viscus with an air-fluid level or faecal content."""
+    canvas = ct.canvas
+    _, gy = canvas.grid()
+    pos = (
+        center[0] + rng.uniform(-0.45, 0.45) * axes[0],
+        center[1] - rng.uniform(0.35, 0.6) * axes[1],
+    )
+    radii = (float(rng.uniform(0.05, 0.11)), float(rng.uniform(0.025, 0.05)))
+    angle = float(rng.uniform(-25, 25))
+    radial = random_radial(rng, 0.1, harmonics=(2, 5))
+    wall = canvas.polygon(blob_points(pos, radii, angle, radial=radial)) & cavity
+    inner = (radii[0] - 0.005, radii[1] - 0.005)
+    lumen = canvas.polygon(blob_points(pos, inner, angle, radial=radial)) & wall
+    ct.paint(wall, 40.0)
+    if rng.random() < 0.6:
+        ct.paint(lumen, 15.0)
+        ct.paint(lumen & (gy < pos[1] + rng.uniform(-0.3, 0.6) * radii[1]), AIR)
+    else:
+        mottle = canvas.smooth_field(tex, 64)
+        ct.paint(lumen, np.where(mottle > 0.3, AIR, -40.0 + 20.0 * mottle))
 
 
 def _paint_ribs(
