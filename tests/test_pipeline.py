@@ -60,6 +60,8 @@ def test_shapes_dtypes_range_and_labels_match_images(tree):
             total += len(images)
         assert total == len(bundle.records[name]) == sum(bundle.counts[name].values())
     assert sum(len(r) for r in bundle.records.values()) == 26
+    n_train = len(bundle.records["train"])
+    assert int(bundle.train.cardinality()) == -(-n_train // 4)  # known length: Keras progress
 
 
 def test_val_and_test_follow_bundle_records_order(tree):

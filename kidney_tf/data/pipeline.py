@@ -4,7 +4,8 @@ Per split: read bytes, decode (JPEG/PNG/BMP/GIF/WebP in the graph, 16-bit PNG sc
 ``reading.read_image``; other formats through ``reading.read_image``), optional crop to the brain
 or body (in the graph), resize, cache (memory or file), then for train only: seeded shuffle that
 reshuffles every epoch and augmentation; batch and prefetch. Bad files are screened up front by
-the reader, counted in ``bundle.bad_files`` and skipped (``strict=True`` raises instead).
+the reader (a full decode check), counted in ``bundle.bad_files`` and left out
+(``strict=True`` raises instead), so the datasets keep a known length and never fail mid-epoch.
 
 Usage::
 
@@ -210,7 +211,6 @@ def build_datasets(
             augmenter=augmenter if training else None,
             cache=_cache_target(cache, name, records, loader),
             seed=seed,
-            strict=strict,
             deterministic=deterministic,
             preprocess=preprocess,
         )
@@ -383,8 +383,11 @@ def resize(image: tf.Tensor, size: int) -> tf.Tensor:
 def decode_image(path: tf.Tensor, *, native: bool = True) -> tf.Tensor:
     """Read and decode one image file to uint8 ``[H, W, 3]`` inside the graph.
 
-    16-bit PNGs are decoded at full depth and scaled to 0..255 like ``reading.read_image``;
-    ``native=False`` routes through ``reading.read_image`` (DICOM, TIFF, ...).
+    Gray is tiled to RGB. PNGs are decoded at 16 bits and scaled by 1/257 with rounding, so
+    16-bit scans map like ``reading.read_image`` (``round(v * 255 / 65535)``) and 8-bit PNGs are
+    exact; a PNG alpha channel is dropped (``read_image`` composites on black; the serving
+    signature in ``kidney_tf.export.image_bytes`` mirrors this function). ``native=False``
+    routes through ``reading.read_image`` (TIFF, DICOM).
     """
     if not native:
         image = tf.numpy_function(_read_image_np, [path], tf.uint8, stateful=False)
@@ -473,18 +476,12 @@ def _make_dataset(
     augmenter: Any,
     cache: str | None,
     seed: int,
-    strict: bool,
     deterministic: bool | None,
     preprocess: Callable[[tf.Tensor], tf.Tensor] | None,
 ) -> tf.data.Dataset:
     autotune = tf.data.AUTOTUNE
     ds = tf.data.Dataset.from_tensor_slices(loader.slices(records))
     ds = ds.map(loader, num_parallel_calls=autotune, deterministic=deterministic)
-    if shuffle and not strict:
-        # Last line of defence for training: a file that passed screening but fails to decode
-        # is dropped (TensorFlow logs it) instead of killing a long run. Val/test never drop
-        # silently: their order must match ``bundle.records`` for evaluation.
-        ds = ds.ignore_errors(log_warning=True)
     if cache is not None:
         ds = ds.cache(cache)
     if shuffle:
