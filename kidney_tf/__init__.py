@@ -41,6 +41,10 @@ _LAZY_ATTRS: dict[str, str] = {
     "tf_crop_brain": "kidney_tf.data.crop_tf",
     "build_datasets": "kidney_tf.data.pipeline",
     "DataBundle": "kidney_tf.data.pipeline",
+    "split_records": "kidney_tf.data.splits",
+    "write_split_csv": "kidney_tf.data.splits",
+    "AugmentConfig": "kidney_tf.data.augment",
+    "build_augmenter": "kidney_tf.data.augment",
     "verify_dataset": "kidney_tf.data.verify",
     # models
     "build_classifier": "kidney_tf.models.builders",
