@@ -242,6 +242,26 @@ def test_body_mask_drops_a_thin_table_under_a_synthetic_body():
     assert mask_box(body)[3] < 200  # the table's top is at row 210
 
 
+@pytest.mark.parametrize("image_size", [160, 256, 640])
+def test_body_crop_on_kidney_phantoms_keeps_the_organs_and_drops_the_table(image_size):
+    from kidney_tf.data.phantoms import PHANTOM_CLASSES, render_phantom_sample
+
+    for index in range(3):
+        for name in PHANTOM_CLASSES["kidney-ct"]:
+            sample = render_phantom_sample("kidney-ct", name, index, image_size=image_size)
+            _check_phantom_body(sample, image_size, name)
+
+
+def _check_phantom_body(sample, image_size: int, name: str) -> None:
+    body = body_mask(sample.image)
+    assert not (sample.organ & ~body).any() and not (sample.mask & ~body).any()
+    lo, hi = image_size // 2 - image_size // 8, image_size // 2 + image_size // 8
+    bright = sample.image[:, lo:hi] > 200
+    table_row = int(np.nonzero(bright.any(axis=1))[0].max())  # the table's lower line
+    assert mask_box(body)[3] <= table_row, (name, mask_box(body), table_row)
+    assert not body[table_row, lo:hi][bright[table_row]].any()
+
+
 # ------------------------------------------------------------------------------------ crop_folder
 def _make_tree(src: Path, mri: Path) -> dict[str, Path]:
     """Two classes of real MRI + a corrupt file + a masks/ folder + a manifest."""

@@ -44,16 +44,27 @@ def brain_ious(paths: list[Path]) -> dict[str, float]:
     return out
 
 
-def test_tf_brain_box_matches_opencv_on_synthetic_heads():
-    images = [synthetic_head(size, seed=seed)[0] for seed in range(12) for size in (64, 112)]
-    try:  # the package's phantoms, when that module is installed
-        from kidney_tf.data.phantoms import render_phantom
+def phantoms(kind: str, sizes: tuple[int, ...]) -> list[np.ndarray]:
+    """RGB phantoms of every class of ``kind`` (kidney_tf.data.phantoms) at ``sizes``."""
+    from kidney_tf.data.phantoms import PHANTOM_CLASSES, render_phantom
 
-        for i, name in enumerate(("glioma", "meningioma", "notumor", "pituitary")):
-            phantom, _ = render_phantom("brain-mri", name, i, image_size=128)
-            images.append(np.repeat(np.atleast_3d(phantom), 3, axis=-1).astype(np.uint8))
-    except ImportError:
-        pass
+    out = []
+    for size in sizes:
+        for i, name in enumerate(PHANTOM_CLASSES[kind]):
+            image, _ = render_phantom(kind, name, i, image_size=size)
+            out.append(np.repeat(image[..., None], 3, axis=-1))
+    return out
+
+
+def test_tf_body_box_matches_opencv_on_kidney_phantoms():
+    for image in phantoms("kidney-ct", sizes=(128, 192)):
+        ours = body_box_fn(image).numpy().tolist()
+        assert box_iou(cv_body_box(image), ours) >= 0.95, (cv_body_box(image), ours)
+
+
+def test_tf_brain_box_matches_opencv_on_synthetic_heads_and_phantoms():
+    images = [synthetic_head(size, seed=seed)[0] for seed in range(8) for size in (64, 112)]
+    images += phantoms("brain-mri", sizes=(96, 160))
     for image in images:
         ours = brain_box_fn(image).numpy().tolist()
         assert box_iou(cv_brain_box(image), ours) >= 0.95, (cv_brain_box(image), ours)

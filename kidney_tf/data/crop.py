@@ -6,7 +6,8 @@ contour -> extreme points -> ``image[top:bottom, left:right]`` (the bottom-most 
 column are excluded, as in the paper), optional margin, resize.
 
 Body crop (kidney CT): the scanner table is a thin bright curve below the body; a from-scratch
-network can put its CAM on it (an acquisition shortcut), so the body crop removes it:
+network can put its CAM on it (an acquisition shortcut), so the body crop removes it, at a 512-px
+working size (kernels tuned on the real 512-px slices; the mask is resized back):
 blur -> threshold at a low level (> 1: the real slices are windowed so narrowly that fat is
 black, and only the faint skin line separates body from air) -> closing (bridges gaps in the skin
 line) -> fill holes -> opening with a kernel wider than the table (cuts the table and its curves
@@ -100,10 +101,16 @@ def _kernel(size: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
 
 
-def scaled_kernel(size_at_512: int, shape: tuple[int, ...]) -> int:
-    """An odd kernel size for ``shape`` given the size tuned on 512-px CT slices (at least 3)."""
-    scaled = int(round(size_at_512 * min(shape[0], shape[1]) / BODY_REFERENCE_SIZE))
-    return max(3, scaled | 1)
+def working_size(shape: tuple[int, ...]) -> tuple[int, int]:
+    """``(h, w)`` at which the body is found: the shorter side scaled to 512 px, aspect kept.
+
+    The body crop's blur and kernels are tuned on 512-px CT slices; working at that scale makes
+    them independent of the input resolution (a 128-px slice is upsampled, a 2048-px one reduced;
+    nearest-neighbour, so a thin table is not smeared into the body). Below ~128 px the gap
+    between body and table is 1-2 pixels and the table can stay attached to the body.
+    """
+    scale = BODY_REFERENCE_SIZE / min(shape[0], shape[1])
+    return max(1, int(round(shape[0] * scale))), max(1, int(round(shape[1] * scale)))
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -306,20 +313,25 @@ def _find_body(
     empty = np.zeros(gray.shape, bool)
     if not gray.any():
         return empty, "empty image (all black)"
-    tissue = cv2.GaussianBlur(gray, (5, 5), 0) > threshold
-    closed = cv2.morphologyEx(
-        tissue.astype(np.uint8), cv2.MORPH_CLOSE, _kernel(scaled_kernel(close_kernel, gray.shape))
-    )
+    height, width = gray.shape
+    work_h, work_w = working_size(gray.shape)
+    work = gray
+    if (work_h, work_w) != (height, width):
+        work = cv2.resize(gray, (work_w, work_h), interpolation=cv2.INTER_NEAREST_EXACT)
+    tissue = cv2.GaussianBlur(work, (5, 5), 0) > threshold
+    closed = cv2.morphologyEx(tissue.astype(np.uint8), cv2.MORPH_CLOSE, _kernel(close_kernel))
     filled = fill_holes(closed)
-    opened = cv2.morphologyEx(
-        filled.astype(np.uint8), cv2.MORPH_OPEN, _kernel(scaled_kernel(open_kernel, gray.shape))
-    )
+    opened = cv2.morphologyEx(filled.astype(np.uint8), cv2.MORPH_OPEN, _kernel(open_kernel))
     count, labels = cv2.connectedComponents(opened, connectivity=8)
     if count < 2:
         return empty, f"no body above threshold {threshold:g} after removing thin structures"
     weights = np.bincount(labels.ravel(), weights=tissue.ravel(), minlength=count)
     weights[0] = -1
     body = labels == int(np.argmax(weights))
+    if body.shape != (height, width):
+        body = cv2.resize(
+            body.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST_EXACT
+        ).astype(bool)
     if body.sum() < min_area_fraction * gray.size:
         return body, (
             f"body too small ({body.sum() / gray.size:.2%} of the image < {min_area_fraction:.0%})"
@@ -336,7 +348,8 @@ def body_mask(
 ) -> np.ndarray:
     """The patient's body in a CT slice, without the scanner table (bool HxW).
 
-    Kernel sizes are for a 512-px slice and scale with the image. All ``False`` for an empty image.
+    Found at a 512-px working size (:func:`working_size`; kernel sizes are in those pixels) and
+    resized back (nearest). All ``False`` for an empty image.
     Usage: ``fg = body_mask(ct_slice)``
     """
     return _find_body(image, threshold, close_kernel, open_kernel, 0.0)[0]

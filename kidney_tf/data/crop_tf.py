@@ -89,21 +89,13 @@ def _pool(mask: tf.Tensor, size: int, erode: bool) -> tf.Tensor:
     return (-x if erode else x)[..., 0]
 
 
-def _morph(mask: tf.Tensor, radius: tf.Tensor, erode: bool) -> tf.Tensor:
-    """Erosion/dilation with a (2r+1)-square for a run-time ``radius`` (r repeated 3x3 steps)."""
-    return tf.while_loop(
-        lambda i, x: i < radius,
-        lambda i, x: (i + 1, _pool(x, 3, erode)),
-        (tf.constant(0), mask),
-    )[1]
-
-
-def _scaled_radius(size_at_512: int, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
-    """Half of :func:`kidney_tf.data.crop.scaled_kernel` for a run-time image size."""
-    short = tf.cast(tf.minimum(height, width), tf.float32)
-    scaled = tf.cast(tf.round(size_at_512 * short / BODY_REFERENCE_SIZE), tf.int32)
-    kernel = tf.maximum(3, tf.bitwise.bitwise_or(scaled, 1))
-    return kernel // 2
+def _working_size(height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
+    """Run-time :func:`kidney_tf.data.crop.working_size` (shorter side -> 512 px)."""
+    h, w = tf.cast(height, tf.float64), tf.cast(width, tf.float64)
+    scale = BODY_REFERENCE_SIZE / tf.minimum(h, w)
+    # Python's round() (half to even) as in the OpenCV module.
+    size = tf.cast(tf.math.round(tf.stack([h * scale, w * scale])), tf.int32)
+    return tf.maximum(size, 1)
 
 
 # ---------------------------------------------------------------------------------- propagation
@@ -319,13 +311,20 @@ def _body_masks(
 ) -> tuple[tf.Tensor, tf.Tensor]:
     gray = tf_gray_uint8(images)
     height, width = tf.shape(gray)[1], tf.shape(gray)[2]
-    tissue = tf.cast(_gaussian5(gray) >= threshold + 0.5, tf.float32)
-    close_r = _scaled_radius(close_kernel, height, width)
-    open_r = _scaled_radius(open_kernel, height, width)
-    closed = _morph(_morph(tissue, close_r, erode=False), close_r, erode=True) > 0
+    # Work at the 512-px size the kernels are tuned for (identity for 512-px slices), nearest
+    # like OpenCV's INTER_NEAREST_EXACT: no interpolation smears a thin table into the body.
+    work = tf.image.resize(gray[..., tf.newaxis], _working_size(height, width), method="nearest")
+    work = work[..., 0]
+    tissue = tf.cast(_gaussian5(work) >= threshold + 0.5, tf.float32)
+    closed = _pool(_pool(tissue, close_kernel, erode=False), close_kernel, erode=True) > 0
     filled = tf.cast(_fill_holes(closed), tf.float32)
-    opened = _morph(_morph(filled, open_r, erode=True), open_r, erode=False) > 0
-    body, _, area = _best_component(_label_components(opened), tissue)
+    opened = _pool(_pool(filled, open_kernel, erode=True), open_kernel, erode=False) > 0
+    body, _, _ = _best_component(_label_components(opened), tissue)
+    body = tf.image.resize(
+        tf.cast(body, tf.float32)[..., tf.newaxis], tf.stack([height, width]), method="nearest"
+    )
+    body = body[..., 0] > 0.5
+    area = tf.reduce_sum(tf.cast(body, tf.float32), axis=[1, 2])
     total = tf.cast(height * width, tf.float32)
     ok = tf.logical_and(area >= min_area_fraction * total, tf.reduce_any(gray > 0, axis=[1, 2]))
     return body, ok
