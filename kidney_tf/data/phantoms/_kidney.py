@@ -109,6 +109,7 @@ def render_kidney_ct(class_name: str, streams: Streams, size: int) -> PhantomSam
     body_a = float(rng.uniform(0.28, 0.46))
     body_b = body_a * float(rng.uniform(0.6, 0.8))
     cx = 0.5 + float(np.clip(rng.normal(0, 0.03), -0.06, 0.06))
+    cx = float(np.clip(cx, body_a * 1.1 + 0.01, 0.99 - body_a * 1.1))  # whole body in view
     cy = min(float(rng.uniform(0.36, 0.48)), 0.80 - 0.93 * body_b)
     radial = random_radial(rng, 0.05, harmonics=(2, 4), n=128)
     body_pts = blob_points((cx, cy), (body_a, body_b), 0.0, radial=radial)
@@ -117,7 +118,9 @@ def render_kidney_ct(class_name: str, streams: Streams, size: int) -> PhantomSam
     body = canvas.polygon(body_pts)
     depth = _inner_distance(body, canvas)  # unit coordinates from the skin
     t_skin = 0.004
-    t_fat = float(rng.uniform(0.01, 0.065)) * (1.0 + 0.3 * canvas.smooth_field(tex, 6))
+    t_fat = float(rng.uniform(0.01, 0.065)) * np.clip(
+        1.0 + 0.3 * canvas.smooth_field(tex, 6), 0.4, 1.6
+    )
     t_wall = float(rng.uniform(0.008, 0.016))
     ct.paint(body, hu_soft)
     ct.paint(depth > t_skin, hu_fat + 6.0 * canvas.smooth_field(tex))
@@ -138,7 +141,7 @@ def render_kidney_ct(class_name: str, streams: Streams, size: int) -> PhantomSam
     liver_center = None
     if rng.random() < 0.65:
         liver_center = (cx - body_a * rng.uniform(0.40, 0.55), cy - body_b * rng.uniform(0.0, 0.3))
-        liver_r = (body_a * rng.uniform(0.25, 0.45), body_b * rng.uniform(0.4, 0.7))
+        liver_r = (body_a * rng.uniform(0.25, 0.4), body_b * rng.uniform(0.4, 0.65))
         liver = canvas.polygon(random_blob(rng, liver_center, liver_r, rng.uniform(-20, 20)))
         liver &= cavity
         hu_liver = 55.0 + 55.0 * enhancement + rng.normal(0, 4)
@@ -551,4 +554,4 @@ def _paint_table(ct: _Slice, rng: np.random.Generator, top: float) -> None:
         x0 = 0.5 + side * float(rng.uniform(0.42, 0.5))
         y0 = top + 0.01 - curve * (x0 - 0.5) ** 2 + 0.015
         rail = np.array([[x0, y0], [x0 - side * 0.12, y0 + 0.14]])
-        ct.paint(canvas.polyline(rail, 0.006), hu)
+        ct.paint(canvas.polyline(rail, 0.006), hu * 0.6)
