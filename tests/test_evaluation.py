@@ -279,3 +279,22 @@ def test_evaluate_cli_uses_the_runs_split(phantom_run, tmp_path, capsys):
                  "--out", str(tmp_path / "r2"), "--max-cam-images", "0"])  # fmt: skip
     assert code == 2
     assert "classes the model does not know" in capsys.readouterr().err
+
+
+def test_fit_model_temperature_stores_it_in_metadata(evaluated):
+    from kidney_tf.evaluation.calibration import apply_temperature, negative_log_likelihood
+    from kidney_tf.evaluation.report import fit_model_temperature, predict_dataset
+    from kidney_tf.models.builders import Classifier
+
+    images, labels, _, _ = toy_data()
+    ds = _dataset(images, labels)
+    toy = evaluated["model"]
+    with pytest.raises(ValueError, match="no metadata"):
+        fit_model_temperature(toy, ds, store=True)
+    model = Classifier(toy.inputs, toy.outputs, class_names=CLASSES, metadata={"arch": "toy"})
+    t = fit_model_temperature(model, ds, store=True)
+    assert model.metadata == {"arch": "toy", "temperature": t}
+    probs, y = predict_dataset(model, ds)
+    assert negative_log_likelihood(apply_temperature(probs, t), y) <= negative_log_likelihood(
+        probs, y
+    )

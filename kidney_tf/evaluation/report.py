@@ -240,13 +240,26 @@ def predict_dataset(
     return np.concatenate(probs), np.concatenate(labels)
 
 
-def fit_model_temperature(model, dataset, *, label_map: np.ndarray | None = None) -> float:
-    """Fit the temperature of ``model`` on a (validation) dataset; store it in model metadata.
+def fit_model_temperature(
+    model, dataset, *, label_map: np.ndarray | None = None, store: bool = False
+) -> float:
+    """Fit the temperature of ``model`` on a (validation) dataset of ``(images, labels[, masks])``.
 
-    Usage: ``T = fit_model_temperature(model, bundle.val); model.metadata = {**meta, "temperature": T}``.
+    With ``store=True`` it is also written to ``model.metadata["temperature"]``, so it is saved
+    by ``model.save`` and applied by ``evaluate_model`` and ``export_saved_model``.
+
+    Usage: ``T = fit_model_temperature(model, bundle.val, store=True); model.save(path)``.
     """
     probs, labels = predict_dataset(model, dataset, label_map=label_map)
-    return fit_temperature(probs, labels)
+    temperature = fit_temperature(probs, labels)
+    if store:
+        if not hasattr(model, "metadata"):
+            raise ValueError(
+                f"model {getattr(model, 'name', '')!r} has no metadata to store the temperature in "
+                "(build it with kidney_tf.build_classifier)"
+            )
+        model.metadata = {**model_metadata(model), "temperature": temperature}
+    return temperature
 
 
 # -------------------------------------------------------------------------------- main entry
