@@ -78,6 +78,13 @@ _LAZY_ATTRS: dict[str, str] = {
     "deletion_insertion": "kidney_tf.explain.faithfulness",
     # evaluation / export
     "evaluate_model": "kidney_tf.evaluation.report",
+    "fit_model_temperature": "kidney_tf.evaluation.report",
+    "compare_reports": "kidney_tf.evaluation.compare",
+    "plot_history": "kidney_tf.evaluation.figures",
+    "dataset_figures": "kidney_tf.evaluation.dataset_figures",
+    "fit_temperature": "kidney_tf.evaluation.calibration",
+    "apply_temperature": "kidney_tf.evaluation.calibration",
+    "expected_calibration_error": "kidney_tf.evaluation.calibration",
     "export_saved_model": "kidney_tf.export.saved_model",
     "load_model": "kidney_tf._loading",
 }
