@@ -75,9 +75,23 @@ class Canvas:
             raise ValueError(f"image_size must be at least 16 pixels, got {size}")
         self.size = int(size)
         self.shape = (self.size, self.size)
+        self.transform: np.ndarray | None = None  # 2x3 affine map applied to every shape drawn
+
+    def rotate_about(self, center: tuple[float, float], angle: float) -> None:
+        """Rotate everything drawn from now on by ``angle`` degrees about ``center``."""
+        matrix = rotation(angle)
+        offset = np.asarray(center, dtype=np.float64) - matrix @ np.asarray(center)
+        self.transform = np.hstack([matrix, offset[:, None]])
+
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        """Unit coordinates after the current transform (N x 2)."""
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        if self.transform is None:
+            return pts
+        return pts @ self.transform[:, :2].T + self.transform[:, 2]
 
     def _fixed(self, points: np.ndarray) -> np.ndarray:
-        pixels = np.asarray(points, dtype=np.float64) * self.size - 0.5
+        pixels = self.apply(points) * self.size - 0.5
         return np.rint(pixels * _SCALE).astype(np.int32).reshape(-1, 1, 2)
 
     def polygon(self, points: np.ndarray) -> np.ndarray:

@@ -112,6 +112,8 @@ def render_kidney_ct(class_name: str, streams: Streams, size: int) -> PhantomSam
     cx = float(np.clip(cx, body_a * 1.1 + 0.01, 0.99 - body_a * 1.1))  # whole body in view
     cy = min(float(rng.uniform(0.36, 0.48)), 0.80 - 0.93 * body_b)
     radial = random_radial(rng, 0.05, harmonics=(2, 4), n=128)
+    # the patient lies slightly rotated on the table: the whole anatomy turns, the table does not
+    canvas.rotate_about((cx, cy), float(np.clip(rng.normal(0.0, 3.0), -8.0, 8.0)))
     body_pts = blob_points((cx, cy), (body_a, body_b), 0.0, radial=radial)
     below = body_pts[:, 1] > cy
     body_pts[below, 1] = cy + (body_pts[below, 1] - cy) * 0.92  # flattened back on the table
@@ -217,7 +219,8 @@ def render_kidney_ct(class_name: str, streams: Streams, size: int) -> PhantomSam
         meta["lesion_side"] = "image-left" if kidney.side < 0 else "image-right"
 
     # --- scanner table (every class, outside the body) -------------------------------------------
-    body_bottom = float(body_pts[:, 1].max())
+    body_bottom = float(canvas.apply(body_pts)[:, 1].max())
+    canvas.transform = None
     _paint_table(ct, rng, body_bottom + float(rng.uniform(0.02, 0.045)))
 
     # --- acquisition: partial-volume blur, quantum noise, window --------------------------------
@@ -433,7 +436,8 @@ def _paint_bowel(
         ct.paint(wall, 40.0)
         if kind < 0.3:  # air-fluid level
             ct.paint(lumen, 15.0)
-            ct.paint(lumen & (gy < pos[1] + level * radii[1]), AIR)
+            surface = canvas.apply(pos)[0, 1] + level * radii[1]  # fluid level stays horizontal
+            ct.paint(lumen & (gy < surface), AIR)
         elif kind < 0.6:  # faeces: mottled with gas bubbles
             ct.paint(lumen, np.where(mottle > 0.9, AIR, -40.0 + 20.0 * mottle))
         elif kind < 0.88:  # fluid-filled
@@ -466,7 +470,8 @@ def _paint_viscus(
     ct.paint(wall, 40.0)
     if rng.random() < 0.6:
         ct.paint(lumen, 15.0)
-        ct.paint(lumen & (gy < pos[1] + rng.uniform(-0.3, 0.6) * radii[1]), AIR)
+        surface = canvas.apply(pos)[0, 1] + rng.uniform(-0.3, 0.6) * radii[1]
+        ct.paint(lumen & (gy < surface), AIR)
     else:
         mottle = canvas.smooth_field(tex, 64)
         ct.paint(lumen, np.where(mottle > 0.3, AIR, -40.0 + 20.0 * mottle))
