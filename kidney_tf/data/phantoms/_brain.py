@@ -150,10 +150,13 @@ def render_brain_mri(class_name: str, streams: Streams, size: int) -> PhantomSam
     img[sulci] = _CSF
 
     # --- deep grey nuclei ------------------------------------------------------------------------
+    nuclei = np.zeros(canvas.shape, np.float32)
     for side in (-1, 1):
         for (u, v), r in (((0.14, -0.12), 0.08), ((0.27, 0.0), 0.1), ((0.1, 0.14), 0.1)):
             nucleus = head.to_image(ellipse_points((side * u, v), (r * 0.8, r), n=48))
-            img[canvas.polygon(nucleus) & brain & ~cortex] = (gm + wm) / 2
+            nuclei[canvas.polygon(nucleus)] = 1.0
+    nuclei = canvas.blur(nuclei, head.units(0.025)) * (brain & ~cortex)  # soft-edged
+    img -= nuclei * (wm - gm) * 0.55
 
     # --- ventricles and the suprasellar cistern ---------------------------------------------------
     ventricles = _ventricles(canvas, head, rng)
@@ -177,7 +180,8 @@ def render_brain_mri(class_name: str, streams: Streams, size: int) -> PhantomSam
         oedema = canvas.polygon(
             head.blob(les_rng, glioma[0], glioma[1] * les_rng.uniform(1.5, 2.1), roughness=0.22)
         )
-        img[oedema & brain] = 0.78 * wm + 6.0 * canvas.smooth_field(tex, 40)[oedema & brain]
+        fade = canvas.blur(oedema.astype(np.float32), head.units(0.03)) * brain  # fuzzy margin
+        img *= 1.0 - 0.22 * fade * (1.0 + 0.2 * canvas.smooth_field(tex, 40))
     img[ventricles & brain] = _CSF
     img[cistern & brain] = _CSF
     for vessel in vessels:
@@ -234,26 +238,29 @@ def _ventricles(canvas: Canvas, head: _Head, rng: np.random.Generator) -> np.nda
 
 
 def _sulci(canvas: Canvas, head: _Head, rng: np.random.Generator, edge: float) -> np.ndarray:
-    """Cortical sulci: wiggly lines running inwards from the brain surface, some branched."""
+    """Cortical sulci: meandering lines running inwards from the brain surface, some branched."""
     mask = np.zeros(canvas.shape, bool)
-    width = 0.0045 * head.hb / 0.4
+    base_width = 0.0045 * head.hb / 0.4
     for angle in np.linspace(0.0, 2 * np.pi, 52, endpoint=False) + rng.uniform(0, 0.1):
         angle += rng.normal(0.0, 0.04)
         direction = np.array([np.cos(angle), np.sin(angle)])
         normal = np.array([-direction[1], direction[0]])
         surface = 1.0 - edge / np.hypot(head.ha * direction[0], head.hb * direction[1])
-        depth = rng.uniform(0.04, 0.17)
-        steps = np.linspace(0.0, 1.0, 4)
-        wiggle = rng.normal(0.0, 0.02, 4)
-        pts = [
-            direction * (surface + 0.03 - d * (depth + 0.03)) + normal * w
-            for d, w in zip(steps, wiggle)
-        ]
-        mask |= canvas.polyline(head.to_image(np.array(pts)), width)
-        if rng.random() < 0.5:  # a side branch
-            start = pts[1]
+        depth = rng.uniform(0.04, 0.18)
+        steps = np.linspace(0.0, 1.0, 6)
+        wiggle = np.cumsum(rng.normal(0.0, 0.012, steps.size))  # a random walk sideways
+        pts = np.array(
+            [
+                direction * (surface + 0.03 - d * (depth + 0.03)) + normal * w
+                for d, w in zip(steps, wiggle)
+            ]
+        )
+        width = base_width * rng.uniform(0.7, 1.3)
+        mask |= canvas.polyline(head.to_image(pts), width)
+        if rng.random() < 0.6:  # a side branch
+            start = pts[int(rng.integers(1, 4))]
             tip = start - direction * rng.uniform(0.02, 0.05) + normal * rng.choice([-1, 1]) * 0.04
-            mask |= canvas.polyline(head.to_image(np.array([start, tip])), width)
+            mask |= canvas.polyline(head.to_image(np.array([start, tip])), width * 0.8)
     return mask
 
 
@@ -288,16 +295,16 @@ def _paint_glioma(
     center, radius = geometry
     lesion = canvas.polygon(
         head.blob(
-            rng, center, radius, aspect=rng.uniform(0.7, 1.0), roughness=0.25, harmonics=(2, 7)
+            rng, center, radius, aspect=rng.uniform(0.7, 1.0), roughness=0.18, harmonics=(2, 6)
         )
     )
-    texture = canvas.smooth_field(tex, 36)
+    texture = 0.6 * canvas.smooth_field(tex, 20) + 0.8 * canvas.smooth_field(tex, 48)
     texture = texture - texture[lesion].mean() if lesion.any() else texture
     if rng.random() < 0.65:  # high grade: irregular enhancing rim around necrosis
         img[lesion] = _ENHANCING * rng.uniform(0.85, 1.0) + 10.0 * texture[lesion]
         core = canvas.polygon(
             head.blob(
-                rng, center, radius * rng.uniform(0.45, 0.75), roughness=0.3, harmonics=(2, 7)
+                rng, center, radius * rng.uniform(0.5, 0.75), roughness=0.15, harmonics=(2, 5)
             )
         )
         img[core & lesion] = rng.uniform(40.0, 70.0) + 8.0 * texture[core & lesion]
