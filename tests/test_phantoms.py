@@ -273,8 +273,10 @@ def test_generate_refuses_foreign_or_different_folders(tmp_path):
     a_file.write_bytes(b"x")
     with pytest.raises(FileExistsError, match="not a folder"):
         generate_phantoms("kidney-ct", a_file, per_class=1, image_size=32)
-    with pytest.raises(ValueError, match="per_class"):
-        generate_phantoms("kidney-ct", tmp_path / "new", per_class=0)
+    for bad in (0, 2.5, "many", None):
+        with pytest.raises(ValueError, match="per_class"):
+            generate_phantoms("kidney-ct", tmp_path / "new", per_class=bad)
+    assert not (tmp_path / "new").exists()
 
 
 def test_cli_writes_phantoms_and_prints_a_summary(tmp_path, capsys):

@@ -95,7 +95,6 @@ def generate_phantoms(
         raise FileExistsError(f"{out}: exists and is not a folder")
     if not out.exists():
         with atomic_dir(out) as tmp:
-            _make_traversable(tmp)
             _write_dataset(tmp, info, progress=progress, in_place=False)
         logger.debug("wrote %d %s phantoms to %s", info["count"], kind, out)
         return out / MANIFEST_NAME
@@ -115,7 +114,11 @@ def _check_counts(per_class: Any, image_size: Any, seed: Any) -> tuple[int, int,
         ("image_size", image_size, 16),
         ("seed", seed, 0),
     ):
-        if isinstance(value, bool) or int(value) != value or int(value) < low:
+        try:
+            valid = not isinstance(value, bool) and int(value) == value and int(value) >= low
+        except (TypeError, ValueError):
+            valid = False
+        if not valid:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     return int(per_class), int(image_size), int(seed)
 
@@ -204,10 +207,3 @@ def _write_bytes(path: Path, data: bytes, *, atomic: bool) -> None:
         return
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
-
-
-def _make_traversable(path: Path) -> None:
-    """Give a ``mkdtemp`` folder (mode 0700) the permissions a plain ``mkdir`` would have."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o777 & ~umask)
