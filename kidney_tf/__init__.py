@@ -36,6 +36,8 @@ _LAZY_ATTRS: dict[str, str] = {
     "load_manifest": "kidney_tf.data.manifests",
     "generate_phantoms": "kidney_tf.data.phantoms",
     "render_phantom": "kidney_tf.data.phantoms",
+    "render_phantom_sample": "kidney_tf.data.phantoms",
+    "PHANTOM_CLASSES": "kidney_tf.data.phantoms",
     "crop_brain": "kidney_tf.data.crop",
     "crop_body": "kidney_tf.data.crop",
     "tf_crop_brain": "kidney_tf.data.crop_tf",

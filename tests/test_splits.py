@@ -271,8 +271,8 @@ def test_write_split_csv_outside_data_root_reloads_with_root(tmp_path):
     }
 
 
-def test_auto_does_not_group_long_consecutive_runs(caplog):
-    # Phantom-style names numbered 0..49 per class: one run per class, nothing to hold out.
+def test_auto_treats_generated_indices_as_independent_images(caplog):
+    # Phantom-style names numbered 0..49 per class are indices, not CT slice numbers.
     records = [
         ImageRecord(f"/p/{c}/kidney-ct_{c}_{k:05d}.png", c)
         for c in ("Cyst", "Stone")
@@ -281,7 +281,19 @@ def test_auto_does_not_group_long_consecutive_runs(caplog):
     with caplog.at_level("WARNING", logger="kidney_tf"):
         splits = split_records(records, method="auto")
     assert splits.method == "stratified"
-    assert "too few number runs" in splits.reason
-    assert "block_size" in caplog.text
+    assert "not CT slice numbers" in splits.reason
+    assert caplog.text == ""
     forced = split_records(records, method="grouped", block_size=5)
     assert forced.method == "grouped" and forced.crossing_groups() == set()
+
+
+def test_auto_does_not_group_long_consecutive_runs(caplog):
+    # CT-style names numbered 1..50 per class: one run per class, nothing to hold out.
+    records = [
+        ImageRecord(f"/p/{c}/{c}- ({k}).jpg", c) for c in ("Cyst", "Stone") for k in range(1, 51)
+    ]
+    with caplog.at_level("WARNING", logger="kidney_tf"):
+        splits = split_records(records, method="auto")
+    assert splits.method == "stratified"
+    assert "too few number runs" in splits.reason
+    assert "block_size" in caplog.text

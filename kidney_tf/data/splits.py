@@ -48,6 +48,7 @@ DEFAULT_SLICE_GAP = 5
 DEFAULT_BLOCK_SIZE = 100
 
 # Trailing number of a file stem: "Cyst- (1219)", "Tr-gl_0045", "slice_12", "IM-0001-0042".
+_CT_SLICE_NAME_RE = re.compile(r"\(\s*\d+\s*\)$")
 _SLICE_RE = re.compile(r"^(?P<prefix>.*?)[\s_\-.]*\(?\s*(?P<number>\d+)\s*\)?$")
 
 
@@ -300,6 +301,10 @@ def _choose_method(
         )
     if not names_look_like_slices(records):
         return "stratified", "no split folders and no slice numbers in the file names"
+    if not any(_CT_SLICE_NAME_RE.search(Path(r.path).stem) for r in records):
+        # Only the CT-KIDNEY naming "<Class>- (<n>)" says that neighbouring numbers are
+        # neighbouring slices; an index in a generated name (phantoms) says nothing of the kind.
+        return "stratified", "file names carry indices, not CT slice numbers ('<Class>- (<n>)')"
     # Enough groups per class to hold out the smallest fraction as whole groups?
     held = [f for f in fractions if f > 0]
     needed = math.ceil(1.0 / min(held)) if held else 1
