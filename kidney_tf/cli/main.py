@@ -82,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as exc:
         if getattr(args, "verbose", False):
             raise
-        print(f"kidney-tf {args.command}: error: {exc}", file=sys.stderr)
+        command = " ".join(filter(None, (args.command, getattr(args, "data_command", None))))
+        print(f"kidney-tf {command}: error: {exc}", file=sys.stderr)
         return 2
 
 
