@@ -8,7 +8,7 @@ from kidney_tf.cli.main import add_common_arguments
 
 EXAMPLES = """\
 examples:
-  # quick run on generated phantoms (minutes on a laptop CPU)
+  # quick run on generated phantoms (CPU minutes; the kidney one is `kidney-tf demo`)
   kidney-tf reproduce kidney-cam-fostering --quick --out runs/kidney
   kidney-tf reproduce brain-mri-efficientnet --quick --out runs/brain
 
@@ -17,22 +17,33 @@ examples:
       --out runs/kidney-paper
   kidney-tf reproduce brain-mri-efficientnet --data ~/data/brain-tumor-mri --out runs/brain-paper
 
-Run the same command again to resume: finished stages are skipped.
+  # a λ sweep reuses nothing across folders: one --out per value
+  kidney-tf reproduce kidney-cam-fostering --quick --cam-weight 0.3 --out runs/kidney-l03
+
+--data accepts the download folder, the dataset folder (kidney: CT-KIDNEY-DATASET-Normal-Cyst-
+Tumor-Stone/<Class>/, also nested twice; brain: Training/ + Testing/), or a manifest CSV.
+Run the same command again to resume: finished stages are skipped; other settings are refused.
+Outputs: OUT/summary.md|json, OUT/reports/*/report.html, OUT/reports/comparison, OUT/export/1.
 """
 
 
-def add_reproduce_arguments(p: argparse.ArgumentParser) -> None:
+def add_tuning_arguments(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``reproduce`` and ``demo`` (everything defaults to the preset)."""
     p.add_argument("--out", required=True, help="output folder (resumed if it exists)")
-    p.add_argument("--data", help="public dataset folder; without it phantoms are generated")
-    p.add_argument("--quick", action="store_true", help="small, fast settings for phantoms/CPU")
-    p.add_argument("--epochs", type=int, help="baseline epochs (preset default otherwise)")
-    p.add_argument("--finetune-epochs", type=int, help="CAM-fostering fine-tune epochs")
-    p.add_argument("--cam-weight", type=float, help="λ of the fostering stage (default 0.1)")
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--weights", help="none, imagenet or a weights file (preset default)")
-    p.add_argument("--per-class", type=int, dest="phantom_per_class", help="phantoms per class")
-    p.add_argument("--seed", type=int)
+    g = p.add_argument_group("settings (default: the preset)")
+    g.add_argument("--epochs", type=int, help="baseline epochs")
+    g.add_argument("--finetune-epochs", type=int, help="CAM-fostering fine-tune epochs (kidney)")
+    g.add_argument("--cam-weight", type=float, help="λ of the fostering stage (kidney)")
+    g.add_argument("--lr", type=float, help="baseline learning rate")
+    g.add_argument("--finetune-lr", type=float, help="fine-tune learning rate (kidney)")
+    g.add_argument("--image-size", type=int, help="model input size in px")
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--weights", help="none, imagenet or a weights file")
+    g.add_argument(
+        "--max-cam-images", type=int, help="test images explained with Grad-CAM++ (default all)"
+    )
+    g.add_argument("--per-class", type=int, dest="phantom_per_class", help="phantoms per class")
+    g.add_argument("--seed", type=int)
     add_common_arguments(p)
 
 
@@ -47,32 +58,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("pipeline", choices=("kidney-cam-fostering", "brain-mri-efficientnet"))
-    add_reproduce_arguments(p)
+    p.add_argument("--data", help="public dataset folder or manifest CSV (default: phantoms)")
+    p.add_argument(
+        "--quick", action="store_true", help="small, fast settings (from scratch, 128 px, CPU)"
+    )
+    add_tuning_arguments(p)
     p.set_defaults(func=run)
 
 
+OVERRIDE_KEYS = (
+    "epochs",
+    "finetune_epochs",
+    "cam_weight",
+    "lr",
+    "finetune_lr",
+    "image_size",
+    "batch_size",
+    "weights",
+    "max_cam_images",
+    "phantom_per_class",
+    "seed",
+)
+
+
 def overrides_from_args(args: argparse.Namespace) -> dict:
-    keys = (
-        "epochs",
-        "finetune_epochs",
-        "cam_weight",
-        "image_size",
-        "batch_size",
-        "phantom_per_class",
-        "seed",
-        "weights",
-    )
-    overrides = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
-    if args.quiet:
-        overrides["verbose"] = 0
+    """The preset overrides given on the command line."""
+    overrides = {k: getattr(args, k) for k in OVERRIDE_KEYS if getattr(args, k, None) is not None}
+    overrides["verbose"] = 0 if args.quiet else 2  # one line per epoch: readable in logs
     return overrides
 
 
-def run(args: argparse.Namespace) -> int:
+def run_pipeline(pipeline: str, args: argparse.Namespace, *, quick: bool, data) -> int:
     from kidney_tf.pipelines.reproduce import reproduce, summary_table
 
-    summary = reproduce(
-        args.pipeline, args.out, quick=args.quick, data=args.data, **overrides_from_args(args)
-    )
+    summary = reproduce(pipeline, args.out, quick=quick, data=data, **overrides_from_args(args))
     print(summary_table(summary))
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_pipeline(args.pipeline, args, quick=args.quick, data=args.data)

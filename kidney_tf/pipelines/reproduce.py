@@ -5,47 +5,64 @@ ResNet-50 (λ = 0, class-weighted CE) → CAM-fostering fine-tune → Grad-CAM++
 comparison → SavedModel export → summary next to the paper's numbers.
 
 ``brain-mri-efficientnet``: data (phantoms or Training/ + Testing/) → verify → brain-contour crop
-of every image → EfficientNetB1 transfer learning → evaluation → export → summary.
+of every image → EfficientNetB1 → evaluation → export → summary.
 
 Every stage records its result under ``OUT/stages``; running the same command again after an
-interruption skips the finished stages (and training resumes mid-run from its backup).
+interruption skips the finished stages (and training resumes mid-run from its backup). Resuming
+with other settings is refused (``StageMismatchError``).
 
 Usage::
 
     from kidney_tf.pipelines.reproduce import reproduce
     summary = reproduce("kidney-cam-fostering", out="runs/kidney", quick=True)
+    print(summary_table(summary))
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kidney_tf.pipelines.layout import find_dataset_root
 from kidney_tf.pipelines.stages import StageRunner
-from kidney_tf.utils.io import write_json_atomic, write_text_atomic
+from kidney_tf.pipelines.summary import PAPER_RESULTS, build_summary, summary_table
+from kidney_tf.utils.io import ensure_writable_dir, write_json_atomic, write_text_atomic
 from kidney_tf.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-PIPELINES = ("kidney-cam-fostering", "brain-mri-efficientnet")
+KIDNEY = "kidney-cam-fostering"
+BRAIN = "brain-mri-efficientnet"
+PIPELINES = (KIDNEY, BRAIN)
+PHANTOM_KIND = {KIDNEY: "kidney-ct", BRAIN: "brain-mri"}
+DATASET_MANIFEST = {KIDNEY: "ct_kidney", BRAIN: "brain_tumor_mri"}
+ARCH = {KIDNEY: "resnet50", BRAIN: "efficientnetb1"}
+# Settings that may change when a run is resumed.
+RESUMABLE_KEYS = ("verbose", "out")
 
-# Published figures, for the summary table.
-PAPER_RESULTS: dict[str, dict[str, dict[str, float]]] = {
-    "kidney-cam-fostering": {
-        "baseline": {"entropy": 0.6168, "radius": 0.4254},
-        "fostered": {"entropy": 0.3313, "radius": 0.2394},
-    },
-    "brain-mri-efficientnet": {"model": {"accuracy": 0.99}},
-}
-
-KIDNEY_FOLDER = "CT-KIDNEY-DATASET-Normal-Cyst-Tumor-Stone"
+__all__ = [
+    "BRAIN",
+    "KIDNEY",
+    "PAPER_RESULTS",
+    "PIPELINES",
+    "ReproduceConfig",
+    "reproduce",
+    "summary_table",
+]
 
 
 @dataclass
 class ReproduceConfig:
-    """Settings of a reproduce run. ``paper()`` and ``quick()`` give the two presets."""
+    """Settings of a reproduce run. ``preset(..., quick=...)`` gives the paper/quick presets.
+
+    ``quick`` (the demo) trains from scratch on phantoms at 128 px on a CPU; the paper preset
+    uses ImageNet weights at the papers' input sizes. ``finetune_*`` apply to the kidney
+    CAM-fostering stage only.
+    """
 
     pipeline: str
     out: str
@@ -53,83 +70,122 @@ class ReproduceConfig:
     image_size: int = 224
     batch_size: int = 32
     epochs: int = 30
-    finetune_epochs: int = 10
-    cam_weight: float = 0.1
+    lr: float | None = None
+    lr_schedule: str = "plateau"
+    patience: int = 5
     weights: str | None = "imagenet"
     freeze_epochs: int = 0
-    lr: float | None = None
-    finetune_lr: float | None = 1e-4
-    patience: int = 5
     bn_momentum: float | None = None
+    finetune_epochs: int = 10
+    finetune_lr: float | None = 1e-4
+    cam_weight: float = 0.1
+    cam_method: str = "exact"
     phantom_per_class: int = 150
     phantom_image_size: int = 256
-    max_cam_images: int | None = 200
+    max_cam_images: int | None = None
     seed: int = 42
     split: str = "auto"
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
     crop: str | None = None
     verbose: int | str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def preset(cls, pipeline: str, out: str, *, quick: bool, data: str | None = None, **overrides):
+    def preset(
+        cls, pipeline: str, out: str, *, quick: bool, data: str | None = None, **overrides
+    ) -> ReproduceConfig:
+        """The paper (``quick=False``) or quick/demo settings, with ``overrides`` applied."""
         if pipeline not in PIPELINES:
             raise ValueError(f"unknown pipeline {pipeline!r}; choose one of {', '.join(PIPELINES)}")
-        kidney = pipeline == "kidney-cam-fostering"
+        kidney = pipeline == KIDNEY
         base: dict[str, Any] = {
             "pipeline": pipeline,
-            "out": out,
-            "data": data,
+            "out": str(out),
+            "data": None if data is None else str(data),
             "image_size": 224 if kidney else 240,
             "epochs": 30 if kidney else 20,
-            "finetune_epochs": 10,
             "freeze_epochs": 0 if kidney else 3,
             # Kidney CT keeps the body and drops the scanner table (an acquisition shortcut of
             # the public data); the brain paper crops every image to the brain's contour.
             "crop": "body" if kidney else "brain",
+            # Independent phantoms have no neighbouring slices: a stratified split is leak-free.
+            "split": "auto" if data is not None else "stratified",
         }
         if quick:
-            base.update(
-                image_size=128,
-                batch_size=16,
-                epochs=8,
-                finetune_epochs=3,
-                weights=None,
-                freeze_epochs=0,
-                bn_momentum=0.9,
-                patience=0,
-                phantom_per_class=90,
-                phantom_image_size=160,
-                max_cam_images=64,
-                lr=1e-3,
-            )
+            base.update(QUICK[pipeline])
         base.update({k: v for k, v in overrides.items() if v is not None})
-        if str(base.get("weights")).lower() == "none":
+        if isinstance(base.get("weights"), str) and base["weights"].lower() == "none":
             base["weights"] = None
-        return cls(**base)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(base) - known
+        if unknown:
+            raise ValueError(f"unknown reproduce settings: {', '.join(sorted(unknown))}")
+        config = cls(**base)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if self.pipeline not in PIPELINES:
+            raise ValueError(f"unknown pipeline {self.pipeline!r}")
+        for name in ("image_size", "batch_size", "epochs", "phantom_per_class"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.pipeline == KIDNEY and self.finetune_epochs < 1:
+            raise ValueError(f"finetune_epochs must be >= 1, got {self.finetune_epochs}")
+        if self.cam_weight < 0:
+            raise ValueError(f"cam_weight must be >= 0, got {self.cam_weight}")
+        if self.crop not in (None, "body", "brain"):
+            raise ValueError(f"crop must be body, brain or None, got {self.crop!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
-def _find_class_root(data: Path, pipeline: str) -> Path:
-    """Accept the public datasets as users download them (and the folders inside them)."""
-    if pipeline == "kidney-cam-fostering":
-        for candidate in (data / KIDNEY_FOLDER / KIDNEY_FOLDER, data / KIDNEY_FOLDER, data):
-            if candidate.is_dir() and any((candidate / c).is_dir() for c in ("Cyst", "Normal")):
-                return candidate
-    else:
-        for candidate in (data, data.parent):
-            if (candidate / "Training").is_dir():
-                return candidate
-        if any((data / c).is_dir() for c in ("glioma", "notumor")):
-            return data
-    raise FileNotFoundError(
-        f"{data}: no {pipeline} dataset layout found (see data_manifests/README.md)"
-    )
+# The quick presets. Kidney = ``kidney-tf demo``: ResNet-50 from scratch on 800 phantoms at 128 px
+# (BN momentum 0.9: with the default 0.99 the moving statistics lag far behind the weights in a
+# short run from scratch and eval-mode accuracy stays at chance), then fostering at λ = 0.1.
+QUICK: dict[str, dict[str, Any]] = {
+    KIDNEY: {
+        "image_size": 128,
+        "batch_size": 16,
+        "epochs": 8,
+        "lr": 1e-3,
+        "lr_schedule": "cosine",
+        "patience": 0,
+        "weights": None,
+        "freeze_epochs": 0,
+        "bn_momentum": 0.9,
+        "finetune_epochs": 2,
+        "finetune_lr": 1e-4,
+        "cam_weight": 0.1,
+        "phantom_per_class": 200,
+        "phantom_image_size": 160,
+        "max_cam_images": None,
+    },
+    BRAIN: {
+        "image_size": 128,
+        "batch_size": 16,
+        "epochs": 6,
+        "lr": 1e-3,
+        "lr_schedule": "cosine",
+        "patience": 0,
+        "weights": None,
+        "freeze_epochs": 0,
+        "bn_momentum": 0.9,
+        "phantom_per_class": 60,
+        "phantom_image_size": 160,
+        "max_cam_images": 64,
+    },
+}
 
 
+# ------------------------------------------------------------------------------------ stages
 def _stage_data(config: ReproduceConfig, out: Path) -> dict[str, Any]:
     if config.data is None:
         from kidney_tf.data.phantoms import generate_phantoms
 
-        kind = "kidney-ct" if config.pipeline == "kidney-cam-fostering" else "brain-mri"
+        kind = PHANTOM_KIND[config.pipeline]
         manifest = generate_phantoms(
             kind,
             out / "data" / kind,
@@ -137,56 +193,129 @@ def _stage_data(config: ReproduceConfig, out: Path) -> dict[str, Any]:
             image_size=config.phantom_image_size,
             seed=config.seed,
         )
-        return {"root": str(Path(manifest).parent), "phantom": True, "kind": kind}
-    data = Path(config.data)
-    if not data.exists():
-        raise FileNotFoundError(f"{data}: data folder not found")
-    return {"root": str(_find_class_root(data, config.pipeline)), "phantom": False}
+        root = Path(manifest).parent
+        return {"root": str(root), "phantom": True, "kind": kind, "layout": "phantoms"}
+    layout = find_dataset_root(config.data, config.pipeline)
+    log.info("data: %s", layout.describe())
+    return {"root": str(layout.root), "phantom": False, "layout": layout.kind}
 
 
 def _stage_verify(config: ReproduceConfig, data: dict[str, Any], out: Path) -> dict[str, Any]:
     from kidney_tf.data.verify import verify_dataset
 
-    manifest = None
-    if not data["phantom"]:
-        manifest = "ct_kidney" if config.pipeline == "kidney-cam-fostering" else "brain_tumor_mri"
+    manifest = None if data["phantom"] else DATASET_MANIFEST[config.pipeline]
     report = verify_dataset(data["root"], manifest)
-    summary = report.to_dict() if hasattr(report, "to_dict") else dataclasses.asdict(report)
-    write_json_atomic(out / "verify.json", summary)
-    return {"report": str(out / "verify.json"), "ok": bool(getattr(report, "ok", True))}
+    path = report.write_json(out / "verify.json")
+    for line in report.summary().splitlines():
+        log.info("verify: %s", line)
+    if not report.ok:
+        log.warning("data verification found problems (see %s); continuing", path)
+    return {
+        "report": str(path),
+        "ok": bool(report.ok),
+        "n_images": int(report.n_images),
+        "class_names": list(report.class_names),
+        "errors": len(report.errors),
+        "warnings": len(report.warnings),
+    }
 
 
-def _train(config: ReproduceConfig, data_root: str, run: Path, **kwargs) -> dict[str, Any]:
+def _stage_crop(config: ReproduceConfig, root: str, out: Path) -> dict[str, Any]:
+    """The brain paper's crop of every image file, once, before training (mirrored tree)."""
+    from kidney_tf.data.crop import crop_folder
+
+    dst = out / "data" / "cropped"
+    summary = crop_folder(
+        root,
+        dst,
+        mode="brain",
+        size=config.image_size,
+        overwrite=dst.exists(),  # a half-finished earlier attempt: crop_folder renames at the end
+        progress=config.verbose not in (0, "0"),
+    )
+    for line in summary.format(max_items=5).splitlines():
+        log.info("crop: %s", line)
+    return {
+        "root": str(dst),
+        "cropped": summary.cropped,
+        "masks": summary.masks,
+        "fallback": len(summary.fallback),
+        "skipped": len(summary.skipped),
+    }
+
+
+def _train(
+    config: ReproduceConfig,
+    data_root: str,
+    run: Path,
+    *,
+    crop: str | None,
+    same_split_as: str | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
     from kidney_tf.training.trainer import TrainConfig, train
 
     settings: dict[str, Any] = {
         "out": str(run),
         "data": data_root,
-        "arch": "resnet50" if config.pipeline == "kidney-cam-fostering" else "efficientnetb1",
+        "arch": ARCH[config.pipeline],
         "image_size": config.image_size,
         "batch_size": config.batch_size,
         "epochs": config.epochs,
         "lr": config.lr,
+        "lr_schedule": config.lr_schedule,
         "weights": config.weights,
         "freeze_epochs": config.freeze_epochs,
         "patience": config.patience,
         "bn_momentum": config.bn_momentum,
         "seed": config.seed,
         "split": config.split,
-        "crop": config.crop,
+        "val_fraction": config.val_fraction,
+        "test_fraction": config.test_fraction,
+        "crop": crop,
         "verbose": config.verbose,
     }
     settings.update(kwargs)
+    start = time.perf_counter()
     result = train(TrainConfig(**settings))
+    seconds = time.perf_counter() - start
+    if same_split_as is not None:
+        _check_same_split(Path(same_split_as), run / "split.csv")
+    epochs = len(next(iter(result.history.values()), []))
     return {
         "run": str(run),
         "model": str(run / "model.keras"),
         "split_csv": str(run / "split.csv"),
         "test_metrics": result.test_metrics,
+        "epochs_run": epochs,
+        "seconds": round(seconds, 2),
+        "seconds_per_epoch": round(seconds / max(1, epochs), 2),
+        "history": {k: [round(float(x), 6) for x in v] for k, v in result.history.items()},
     }
 
 
-def _evaluate(config: ReproduceConfig, model_path: str, split_csv: str, report: Path) -> dict:
+def _check_same_split(expected: Path, actual: Path) -> None:
+    """The fine-tune rebuilds the split from the same data and seed; make sure it is identical.
+
+    (``TrainConfig.split_csv`` cannot point at a split whose paths lie outside the run folder.)
+    """
+    if expected.read_text() != actual.read_text():
+        raise RuntimeError(
+            f"{actual}: the fine-tune's train/val/test split differs from the baseline's "
+            f"{expected}; the comparison would not be on the same test images"
+        )
+
+
+def _evaluate(
+    config: ReproduceConfig,
+    model_path: str,
+    split_csv: str,
+    report: Path,
+    *,
+    data_root: str,
+    crop: str | None,
+    foreground: str,
+) -> dict[str, Any]:
     from kidney_tf._loading import load_model
     from kidney_tf.evaluation.report import evaluate_model
 
@@ -197,190 +326,163 @@ def _evaluate(config: ReproduceConfig, model_path: str, split_csv: str, report: 
         out_dir=report,
         split="test",
         method="gradcam++",
-        crop=config.crop,
+        crop=crop or "none",
+        foreground=foreground,
         max_cam_images=config.max_cam_images,
         batch_size=config.batch_size,
+        data_root=data_root,
     )
-    return {"report": str(report), "metrics": _headline(metrics)}
+    return {"report": str(report), "metrics": headline(metrics)}
 
 
-def _headline(metrics: dict[str, Any]) -> dict[str, float | None]:
-    cam = metrics.get("cam", {})
+def headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The numbers the summary shows, from an evaluation's ``metrics.json`` dict."""
+    from kidney_tf.evaluation.schema import HEADLINE_METRICS, chance_value, metric_value
 
-    def pick(name):
-        value = cam.get(name)
-        if isinstance(value, dict):
-            value = value.get("mean")
-        return None if value is None else float(value)
-
+    values = {spec.key: metric_value(metrics, spec.key) for spec in HEADLINE_METRICS}
+    chance = {spec.key: chance_value(metrics, spec.key) for spec in HEADLINE_METRICS}
+    support = [row.get("support", 0) for row in (metrics.get("per_class") or {}).values()]
+    cam = metrics.get("cam") or {}
     return {
-        "accuracy": float(metrics.get("accuracy", float("nan"))),
-        "macro_f1": float(metrics.get("macro_f1", float("nan"))),
-        **{
-            name: pick(name)
-            for name in (
-                "entropy",
-                "radius",
-                "snr",
-                "outside_fraction",
-                "pointing_game",
-                "energy_in_mask",
-                "iou",
-            )
-        },
+        **values,
+        "chance": {k: v for k, v in chance.items() if v is not None},
+        "n_images": metrics.get("n_images"),
+        "majority_fraction": (max(support) / sum(support)) if support and sum(support) else None,
+        "cam_images": cam.get("n_images"),
+        "cam_with_mask": cam.get("n_with_mask"),
+        "cam_grid": cam.get("native_grid"),
+        "shortcut_warnings": list(cam.get("shortcut_warnings") or []),
     }
 
 
+def _compare(evaluations: dict[str, dict[str, Any]], out: Path) -> dict[str, Any]:
+    from kidney_tf.evaluation.compare import compare_reports
+
+    target = out / "reports" / "comparison"
+    result = compare_reports(
+        evaluations["baseline"]["report"],
+        evaluations["fostered"]["report"],
+        target,
+        labels=("baseline", "fostered"),
+        reference="kidney",
+    )
+    return {"comparison": str(target), "warnings": list(result.get("warnings") or [])}
+
+
+def _export(model_path: str, out: Path, crop: str | None) -> dict[str, Any]:
+    from kidney_tf._loading import load_model
+    from kidney_tf.export.saved_model import export_saved_model
+
+    target = out / "export" / "1"
+    path = export_saved_model(
+        load_model(model_path),
+        target,
+        crop=crop or "none",
+        overwrite=target.exists(),
+        source=model_path,
+    )
+    return {"export": str(path)}
+
+
+# ---------------------------------------------------------------------------------- pipeline
 def reproduce(
-    pipeline: str, out: str | Path, *, quick: bool = False, data: str | None = None, **overrides
-) -> dict:
-    """Run (or resume) a paper's pipeline; returns the summary dict also written to OUT."""
-    config = ReproduceConfig.preset(pipeline, str(out), quick=quick, data=data, **overrides)
-    out = Path(config.out)
-    runner = StageRunner(out, params=dataclasses.asdict(config))
+    pipeline: str,
+    out: str | Path,
+    *,
+    quick: bool = False,
+    data: str | Path | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Run (or resume) a paper's pipeline; returns the summary dict also written to OUT.
+
+    ``OUT/summary.json`` and ``OUT/summary.md`` hold the measured figures next to the paper's;
+    ``OUT/reports/`` the evaluation reports; ``OUT/export/1`` the SavedModel.
+
+    Usage: ``summary = reproduce("brain-mri-efficientnet", "runs/brain", quick=True)``.
+    """
+    config = ReproduceConfig.preset(
+        pipeline, str(out), quick=quick, data=None if data is None else str(data), **overrides
+    )
+    out = ensure_writable_dir(config.out)
+    started = time.perf_counter()
+    params = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_KEYS}
+    runner = StageRunner(out, params=params, resumable_keys=RESUMABLE_KEYS)
+    write_json_atomic(out / "reproduce.json", {"quick": quick, **config.to_dict()})
+    kidney = config.pipeline == KIDNEY
+
     data_info = runner.run("data", lambda: _stage_data(config, out))
     runner.run("verify", lambda: _stage_verify(config, data_info, out))
-    kidney = pipeline == "kidney-cam-fostering"
     root = data_info["root"]
-    if not kidney and config.crop == "brain":
-        # The brain paper crops the image files once, before training.
-        def crop_stage():
-            from kidney_tf.data.crop import crop_folder
-
-            summary = crop_folder(
-                root, out / "data" / "cropped", mode="brain", size=config.image_size
-            )
-            info = summary.to_dict() if hasattr(summary, "to_dict") else dataclasses.asdict(summary)
-            return {"root": str(out / "data" / "cropped"), "summary": _jsonable_summary(info)}
-
-        root = runner.run("crop", crop_stage)["root"]
-        config.crop = None  # already cropped on disk
+    # Kidney: the body crop runs inside the tf.data pipeline (and in the SavedModel).
+    # Brain: the paper crops the image files once; training then sees cropped files.
+    train_crop, serving_crop, foreground = config.crop, config.crop, "body"
+    if not kidney:
+        foreground = "brain"
+        if config.crop == "brain":
+            root = runner.run("crop", lambda: _stage_crop(config, data_info["root"], out))["root"]
+            train_crop = None
 
     baseline = runner.run(
-        "train_baseline", lambda: _train(config, root, out / "baseline", cam_weight=0.0)
+        "train_baseline",
+        lambda: _train(config, root, out / "baseline", crop=train_crop, cam_weight=0.0),
     )
     models = {"baseline" if kidney else "model": baseline}
     if kidney:
-        fostered = runner.run(
+        models["fostered"] = runner.run(
             "train_fostered",
             lambda: _train(
                 config,
                 root,
                 out / "fostered",
+                crop=train_crop,
                 init=baseline["model"],
                 cam_weight=config.cam_weight,
+                cam_method=config.cam_method,
                 epochs=config.finetune_epochs,
                 lr=config.finetune_lr,
-                split_csv=baseline["split_csv"],
                 freeze_epochs=0,
+                same_split_as=baseline["split_csv"],
             ),
         )
-        models["fostered"] = fostered
     evaluations = {
         name: runner.run(
             f"evaluate_{name}",
             lambda m=m, name=name: _evaluate(
-                config, m["model"], baseline["split_csv"], out / "reports" / name
+                config,
+                m["model"],
+                baseline["split_csv"],
+                out / "reports" / name,
+                data_root=root,
+                crop=train_crop,
+                foreground=foreground,
             ),
         )
         for name, m in models.items()
     }
-    if kidney:
-
-        def compare_stage():
-            from kidney_tf.evaluation.compare import compare_reports
-
-            compare_reports(
-                evaluations["baseline"]["report"],
-                evaluations["fostered"]["report"],
-                out / "reports" / "comparison",
-                labels=("baseline", "fostered"),
-            )
-            return {"comparison": str(out / "reports" / "comparison")}
-
-        runner.run("compare", compare_stage)
+    comparison = runner.run("compare", lambda: _compare(evaluations, out)) if kidney else None
     final = models["fostered" if kidney else "model"]
+    export = runner.run("export", lambda: _export(final["model"], out, serving_crop))
 
-    def export_stage():
-        from kidney_tf._loading import load_model
-        from kidney_tf.export.saved_model import export_saved_model
-
-        path = export_saved_model(load_model(final["model"]), out / "export" / "1", overwrite=True)
-        return {"export": str(path)}
-
-    export = runner.run("export", export_stage)
-    summary = _summary(pipeline, config, evaluations, export, data_info)
+    summary = build_summary(
+        config=config.to_dict(),
+        quick=quick,
+        data_info=data_info,
+        trainings=models,
+        evaluations=evaluations,
+        comparison=comparison,
+        export=export,
+        stage_seconds=runner.seconds(),
+        resumed=list(runner.skipped),
+        wall_seconds=time.perf_counter() - started,
+    )
     write_json_atomic(out / "summary.json", summary)
     write_text_atomic(out / "summary.md", summary_table(summary))
     return summary
 
 
-def _jsonable_summary(info: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: (v if isinstance(v, (int, float, str, bool, type(None))) else len(v))
-        for k, v in info.items()
-    }
-
-
-def _summary(pipeline, config, evaluations, export, data_info) -> dict[str, Any]:
-    return {
-        "pipeline": pipeline,
-        "data": "synthetic phantoms" if data_info["phantom"] else data_info["root"],
-        "settings": {
-            "image_size": config.image_size,
-            "epochs": config.epochs,
-            "finetune_epochs": config.finetune_epochs,
-            "cam_weight": config.cam_weight,
-            "weights": config.weights,
-        },
-        "results": {name: e["metrics"] for name, e in evaluations.items()},
-        "paper": PAPER_RESULTS[pipeline],
-        "export": export["export"],
-    }
-
-
-def summary_table(summary: dict[str, Any]) -> str:
-    """Markdown table of the measured figures next to the paper's."""
-    results = summary["results"]
-    paper = summary["paper"]
-    names = list(results)
-    metrics = [
-        "accuracy",
-        "macro_f1",
-        "entropy",
-        "radius",
-        "snr",
-        "outside_fraction",
-        "pointing_game",
-        "energy_in_mask",
-    ]
-    header = "| metric | " + " | ".join(f"{n} (ours)" for n in names)
-    header += " | " + " | ".join(f"{n} (paper)" for n in paper) + " |"
-    lines = [
-        f"# {summary['pipeline']} on {summary['data']}",
-        "",
-        header,
-        "|" + "---|" * (1 + len(names) + len(paper)),
-    ]
-
-    def fmt(v):
-        return "–" if v is None else f"{v:.4f}"
-
-    for metric in metrics:
-        row = [fmt(results[n].get(metric)) for n in names] + [
-            fmt(paper[p].get(metric)) for p in paper
-        ]
-        lines.append(f"| {metric} | " + " | ".join(row) + " |")
-    if "baseline" in results and "fostered" in results:
-        lines.append("")
-        for metric in ("entropy", "radius"):
-            a, b = results["baseline"].get(metric), results["fostered"].get(metric)
-            if a and b is not None:
-                pa, pb = paper["baseline"][metric], paper["fostered"][metric]
-                lines.append(
-                    f"- {metric}: ours {a:.4f} → {b:.4f} ({(b - a) / a:+.1%}); "
-                    f"paper {pa:.4f} → {pb:.4f} ({(pb - pa) / pa:+.1%})"
-                )
-    lines.append("")
-    lines.append(f"SavedModel: {summary['export']}")
-    return "\n".join(lines) + "\n"
+def load_summary(out: str | Path) -> dict[str, Any]:
+    """Read ``OUT/summary.json`` of a finished run."""
+    path = Path(out) / "summary.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no summary (the run has not finished)")
+    return json.loads(path.read_text())

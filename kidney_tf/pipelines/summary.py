@@ -1,0 +1,326 @@
+"""The summary of a reproduce run: measured figures next to the paper's, as JSON and Markdown.
+
+Rows show each headline metric for every trained model, the relative change under CAM fostering
+(points for accuracy-like metrics), the paper's published values and the chance level of an
+uninformative map (uniform map / random point / majority class), so a number can be read
+without knowing the metric. Kidney runs also list the paper's claims as pass/fail checks.
+
+Usage::
+
+    summary = build_summary(config=..., evaluations=..., ...)   # called by reproduce()
+    print(summary_table(summary))
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+# Published figures (Grad-CAM++ statistics on the CT-KIDNEY test split).
+PAPER_RESULTS: dict[str, dict[str, dict[str, float]]] = {
+    "kidney-cam-fostering": {
+        "baseline": {"entropy": 0.6168, "radius": 0.4254},
+        "fostered": {"entropy": 0.3313, "radius": 0.2394},
+    },
+    "brain-mri-efficientnet": {"model": {"accuracy": 0.99}},
+}
+TITLES = {
+    "kidney-cam-fostering": "Kidney CT: ResNet-50 baseline vs CAM fostering",
+    "brain-mri-efficientnet": "Brain MRI: brain-contour crop + EfficientNetB1",
+}
+# Thresholds of the kidney paper's claims as the summary checks them.
+MIN_ENTROPY_DROP = 0.30  # relative
+MAX_ACCURACY_DROP = 0.01  # absolute (1 point)
+MIN_ACCURACY = 0.90
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str
+    label: str
+    higher_is_better: bool
+    points: bool = False  # show changes in percentage points, not relative %
+
+
+ROWS = (
+    Row("accuracy", "accuracy", True, points=True),
+    Row("macro_f1", "macro-F1", True, points=True),
+    Row("exact_cam_entropy", "exact-CAM entropy (training penalty, native grid)", False),
+    Row("entropy", "CAM entropy (normalised)", False),
+    Row("radius", "CAM radius", False),
+    Row("snr", "CAM SNR", True),
+    Row("outside_fraction", "CAM mass outside body", False),
+    Row("pointing_game", "pointing game (lesion)", True, points=True),
+    Row("energy_in_mask", "CAM mass in lesion mask", True),
+    Row("iou", "IoU peak region / lesion", True),
+)
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _uniform_radius(size: int) -> float:
+    """Radius of gyration of a uniform ``size``×``size`` map (the ``cam_radius`` definition)."""
+    return math.sqrt(2 * (1 - 1 / size**2) / 12)
+
+
+def _chance(key: str, metrics: dict[str, Any], image_size: int) -> float | None:
+    if key == "accuracy":
+        return _finite(metrics.get("majority_fraction"))
+    if key in ("entropy", "exact_cam_entropy"):
+        return 1.0
+    if key == "radius":
+        return _uniform_radius(image_size)
+    if key == "snr":
+        return 1.0
+    return _finite((metrics.get("chance") or {}).get(key))
+
+
+def _rows(results: dict[str, dict[str, Any]], paper: dict[str, dict[str, float]], size: int):
+    names = list(results)
+    rows = []
+    for spec in ROWS:
+        values = {n: _finite(results[n].get(spec.key)) for n in names}
+        if all(v is None for v in values.values()):
+            continue
+        row: dict[str, Any] = {
+            "key": spec.key,
+            "label": spec.label,
+            "higher_is_better": spec.higher_is_better,
+            "values": values,
+            "paper": {p: _finite(paper[p].get(spec.key)) for p in paper},
+            "chance": next(
+                (c for n in names if (c := _chance(spec.key, results[n], size)) is not None), None
+            ),
+        }
+        if len(names) == 2:
+            a, b = values[names[0]], values[names[1]]
+            row["change"] = _change(a, b, spec.points)
+            if set(names) <= set(paper):
+                pa, pb = row["paper"][names[0]], row["paper"][names[1]]
+                row["paper_change"] = _change(pa, pb, spec.points)
+        rows.append(row)
+    return rows
+
+
+def _change(a: float | None, b: float | None, points: bool) -> dict[str, Any] | None:
+    if a is None or b is None:
+        return None
+    rel = (b - a) / abs(a) if abs(a) > 1e-12 else None
+    return {"abs": b - a, "rel": rel, "points": points}
+
+
+def _checks(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    base, fost = results.get("baseline"), results.get("fostered")
+    if base is None or fost is None:
+        return []
+    checks = []
+
+    def add(name: str, passed: bool | None, detail: str) -> None:
+        checks.append({"check": name, "passed": passed, "detail": detail})
+
+    acc_a, acc_b = _finite(base.get("accuracy")), _finite(fost.get("accuracy"))
+    if acc_a is not None and acc_b is not None:
+        add(
+            f"test accuracy >= {MIN_ACCURACY:.2f} for both models",
+            min(acc_a, acc_b) >= MIN_ACCURACY,
+            f"{acc_a:.4f} / {acc_b:.4f}",
+        )
+        add(
+            f"fostering costs <= {100 * MAX_ACCURACY_DROP:.0f} accuracy point",
+            acc_a - acc_b <= MAX_ACCURACY_DROP + 1e-9,
+            f"{100 * (acc_b - acc_a):+.2f} points",
+        )
+    for key, label, threshold in (
+        ("entropy", "Grad-CAM++ entropy", MIN_ENTROPY_DROP),
+        ("radius", "Grad-CAM++ radius", 0.0),
+        ("exact_cam_entropy", "exact-CAM entropy", 0.0),
+    ):
+        a, b = _finite(base.get(key)), _finite(fost.get(key))
+        if a is None or b is None or a <= 0:
+            continue
+        drop = (a - b) / a
+        wanted = f"by >= {100 * threshold:.0f} %" if threshold else ""
+        add(
+            f"fostering lowers the {label} {wanted}".rstrip(),
+            drop >= threshold if threshold else drop > 0,
+            f"{a:.4f} -> {b:.4f} ({-100 * drop:+.1f} %)",
+        )
+    for key, label in (
+        ("energy_in_mask", "CAM mass in the lesion mask"),
+        ("pointing_game", "pointing game (lesion)"),
+    ):
+        a, b = _finite(base.get(key)), _finite(fost.get(key))
+        if a is not None and b is not None:
+            add(f"{label} does not fall", b >= a, f"{a:.4f} -> {b:.4f}")
+    return checks
+
+
+def build_summary(
+    *,
+    config: dict[str, Any],
+    quick: bool,
+    data_info: dict[str, Any],
+    trainings: dict[str, dict[str, Any]],
+    evaluations: dict[str, dict[str, Any]],
+    comparison: dict[str, Any] | None,
+    export: dict[str, Any],
+    stage_seconds: dict[str, float],
+    resumed: list[str],
+    wall_seconds: float,
+) -> dict[str, Any]:
+    """The summary dict written to ``OUT/summary.json`` (see the module docstring)."""
+    pipeline = config["pipeline"]
+    results: dict[str, dict[str, Any]] = {}
+    for name, ev in evaluations.items():
+        metrics = dict(ev["metrics"])
+        metrics["exact_cam_entropy"] = _finite(
+            (trainings.get(name, {}).get("test_metrics") or {}).get("cam_entropy")
+        )
+        results[name] = metrics
+    paper = PAPER_RESULTS[pipeline]
+    phantom = bool(data_info.get("phantom"))
+    notes = []
+    if phantom:
+        notes.append(
+            "Data: synthetic phantoms generated by kidney_tf, NOT the public dataset. Only the "
+            "direction and size of changes are comparable with the paper, not absolute values."
+        )
+    if config.get("weights") is None:
+        notes.append("Trained from scratch (weights=None); the paper starts from ImageNet.")
+    notes.append(
+        "CAM statistics: Grad-CAM++ of the predicted class, upsampled to the input size "
+        f"({config['image_size']} px) from the last conv block; 'chance' = a uniform map "
+        "(entropy, radius, SNR, mass/IoU in lesion), a random point (pointing game) or the "
+        "majority class (accuracy). Lesion statistics skip lesion-free (Normal) images."
+    )
+    return {
+        "pipeline": pipeline,
+        "title": TITLES[pipeline],
+        "quick": quick,
+        "data": {
+            "description": "synthetic phantoms" if phantom else str(data_info.get("root")),
+            "phantom": phantom,
+            "root": data_info.get("root"),
+            "layout": data_info.get("layout"),
+        },
+        "settings": {
+            k: config.get(k)
+            for k in (
+                "image_size",
+                "batch_size",
+                "epochs",
+                "lr",
+                "lr_schedule",
+                "weights",
+                "bn_momentum",
+                "finetune_epochs",
+                "finetune_lr",
+                "cam_weight",
+                "cam_method",
+                "phantom_per_class",
+                "crop",
+                "split",
+                "seed",
+            )
+        },
+        "training": {
+            name: {
+                k: t.get(k)
+                for k in ("epochs_run", "seconds", "seconds_per_epoch", "test_metrics", "model")
+            }
+            for name, t in trainings.items()
+        },
+        "results": results,
+        "paper": paper,
+        "rows": _rows(results, paper, int(config["image_size"])),
+        "checks": _checks(results) if pipeline == "kidney-cam-fostering" else [],
+        "notes": notes,
+        "comparison": (comparison or {}).get("comparison"),
+        "export": export.get("export"),
+        "stage_seconds": stage_seconds,
+        "resumed_stages": resumed,
+        "wall_seconds": round(wall_seconds, 1),
+    }
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _fmt_change(change: dict[str, Any] | None) -> str:
+    if not change:
+        return "–"
+    if change["points"]:
+        return f"{100 * change['abs']:+.1f} pt"
+    return "–" if change["rel"] is None else f"{100 * change['rel']:+.1f} %"
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """Markdown: title, data note, the ours-vs-paper table, checks and where the outputs are."""
+    results = summary["results"]
+    names = list(results)
+    paper = summary["paper"]
+    two = len(names) == 2
+    lines = [f"# {summary.get('title', summary['pipeline'])} — on {summary['data']['description']}"]
+    lines.append("")
+    for name in names:
+        r = results[name]
+        lines.append(
+            f"- {name}: test split {r.get('n_images')} images, CAMs on {r.get('cam_images')} "
+            f"({r.get('cam_with_mask') or 0} with a lesion mask), CAM grid "
+            f"{'×'.join(str(g) for g in r.get('cam_grid') or []) or '–'}"
+        )
+    lines.append("")
+    header = ["metric", "better"] + [f"{n} (ours)" for n in names]
+    if two:
+        header.append("change (ours)")
+    header += [f"{p} (paper)" for p in paper]
+    if two and len(paper) == 2:
+        header.append("change (paper)")
+    header.append("chance")
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for row in summary["rows"]:
+        cells = [row["label"], "↑" if row["higher_is_better"] else "↓"]
+        cells += [_fmt(row["values"][n]) for n in names]
+        if two:
+            cells.append(_fmt_change(row.get("change")))
+        cells += [_fmt(row["paper"].get(p)) for p in paper]
+        if two and len(paper) == 2:
+            cells.append(_fmt_change(row.get("paper_change")))
+        cells.append(_fmt(row.get("chance"), 3))
+        lines.append("| " + " | ".join(cells) + " |")
+    if summary.get("checks"):
+        lines += ["", "Paper's claims, checked on this run:"]
+        for check in summary["checks"]:
+            mark = {True: "PASS", False: "FAIL", None: "n/a"}[check["passed"]]
+            lines.append(f"- [{mark}] {check['check']}: {check['detail']}")
+    warnings = [w for n in names for w in results[n].get("shortcut_warnings") or []]
+    if warnings:
+        lines += ["", "Shortcut warnings:"] + [f"- {w}" for w in warnings]
+    lines += [""] + [f"Note: {n}" for n in summary.get("notes", [])]
+    training = summary.get("training", {})
+    timing = ", ".join(
+        f"{n} {t.get('epochs_run')} epochs ({_fmt(t.get('seconds_per_epoch'), 1)} s/epoch)"
+        for n, t in training.items()
+    )
+    lines += [
+        "",
+        f"Training: {timing}. Wall time of this invocation: {summary['wall_seconds']:.0f} s"
+        + (
+            f" (resumed; skipped {', '.join(summary['resumed_stages'])})"
+            if summary.get("resumed_stages")
+            else ""
+        ),
+    ]
+    if summary.get("comparison"):
+        lines.append(f"Comparison report: {summary['comparison']}/comparison.html")
+    lines.append(f"SavedModel (TF Serving): {summary['export']}")
+    return "\n".join(lines) + "\n"

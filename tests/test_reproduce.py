@@ -1,0 +1,297 @@
+"""Reproduce pipelines: presets, dataset layout detection, resumable stages, summary, end to end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from kidney_tf.pipelines.layout import KIDNEY_FOLDER, find_dataset_root
+from kidney_tf.pipelines.reproduce import BRAIN, KIDNEY, ReproduceConfig
+from kidney_tf.pipelines.stages import StageMismatchError, StageRunner
+from kidney_tf.pipelines.summary import build_summary, summary_table
+
+KIDNEY_CLASSES = ("Cyst", "Normal", "Stone", "Tumor")
+BRAIN_CLASSES = ("glioma", "meningioma", "notumor", "pituitary")
+
+
+def _copy_classes(src: Path, dst: Path, classes, per_class: int = 2) -> None:
+    for c in classes:
+        (dst / c).mkdir(parents=True, exist_ok=True)
+        for f in sorted((src / c).iterdir())[:per_class]:
+            shutil.copy(f, dst / c / f.name)
+
+
+# ------------------------------------------------------------------------------------ presets
+def test_quick_preset_and_overrides():
+    config = ReproduceConfig.preset(KIDNEY, "out", quick=True, epochs=3, weights="None")
+    assert config.weights is None and config.epochs == 3
+    assert config.image_size == 128 and config.bn_momentum == 0.9
+    assert config.crop == "body" and config.split == "stratified"  # phantoms: no slices
+    paper = ReproduceConfig.preset(BRAIN, "out", quick=False, data="somewhere")
+    assert (paper.image_size, paper.weights, paper.crop, paper.split) == (
+        240,
+        "imagenet",
+        "brain",
+        "auto",
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"pipeline": "nope"}, "unknown pipeline"),
+        ({"pipeline": KIDNEY, "cam_weight": -1.0}, "cam_weight"),
+        ({"pipeline": KIDNEY, "epochs": 0}, "epochs"),
+        ({"pipeline": KIDNEY, "learning_rate": 1.0}, "unknown reproduce settings"),
+    ],
+)
+def test_preset_rejects_bad_settings(kwargs, message):
+    pipeline = kwargs.pop("pipeline")
+    with pytest.raises(ValueError, match=message):
+        ReproduceConfig.preset(pipeline, "out", quick=True, **kwargs)
+
+
+# ------------------------------------------------------------------------------------- layout
+@pytest.mark.real_data
+@pytest.mark.parametrize("nesting", ["download", "nested_twice", "dataset_folder"])
+def test_kidney_layout_as_downloaded(tmp_path, kidney_ct_sample, nesting):
+    inner = {
+        "download": tmp_path / KIDNEY_FOLDER,
+        "nested_twice": tmp_path / KIDNEY_FOLDER / KIDNEY_FOLDER,
+        "dataset_folder": tmp_path / KIDNEY_FOLDER,
+    }[nesting]
+    _copy_classes(kidney_ct_sample, inner, KIDNEY_CLASSES)
+    (tmp_path / "kidneyData.csv").write_text("image_id,path,diag,target,Class\n")
+    given = inner if nesting == "dataset_folder" else tmp_path
+    layout = find_dataset_root(given, KIDNEY)
+    assert layout.root == inner
+    assert layout.kind == "class-folders"
+    assert layout.class_names == KIDNEY_CLASSES
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("given", ["root", "parent", "training"])
+def test_brain_layout_training_testing(tmp_path, brain_mri_sample, given):
+    root = tmp_path / "brain-tumor-mri-dataset"
+    for split in ("Training", "Testing"):
+        _copy_classes(brain_mri_sample, root / split, BRAIN_CLASSES)
+    path = {"root": root, "parent": tmp_path, "training": root / "Training"}[given]
+    layout = find_dataset_root(path, BRAIN)
+    assert layout.root == root
+    assert layout.kind == "split-folders"
+    assert layout.splits == ("Training", "Testing")
+    assert layout.class_names == BRAIN_CLASSES
+
+
+def test_layout_errors_name_what_was_expected(tmp_path):
+    (tmp_path / "images").mkdir()
+    with pytest.raises(FileNotFoundError, match="CT-KIDNEY-DATASET.*found: images"):
+        find_dataset_root(tmp_path, KIDNEY)
+    with pytest.raises(FileNotFoundError, match="Training/ and Testing/"):
+        find_dataset_root(tmp_path, BRAIN)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        find_dataset_root(tmp_path / "missing", KIDNEY)
+    csv = tmp_path / "manifest.csv"
+    csv.write_text("path,label,split,mask_path\n")
+    assert find_dataset_root(csv, BRAIN).kind == "manifest"
+
+
+@pytest.mark.real_data
+def test_data_and_verify_stages_on_public_layout(tmp_path, kidney_ct_sample):
+    from kidney_tf.pipelines.reproduce import _stage_data, _stage_verify
+
+    _copy_classes(kidney_ct_sample, tmp_path / "dl" / KIDNEY_FOLDER / KIDNEY_FOLDER, KIDNEY_CLASSES)
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "dl").rglob("*"))
+    config = ReproduceConfig.preset(KIDNEY, str(tmp_path / "run"), quick=True, data=tmp_path / "dl")
+    assert config.split == "auto"  # public data: leakage-aware grouping when names allow it
+    data = _stage_data(config, tmp_path / "run")
+    assert data == {
+        "root": str(tmp_path / "dl" / KIDNEY_FOLDER / KIDNEY_FOLDER),
+        "phantom": False,
+        "layout": "class-folders",
+    }
+    verify = _stage_verify(config, data, tmp_path / "run")
+    assert verify["n_images"] == 8 and verify["class_names"] == list(KIDNEY_CLASSES)
+    report = json.loads(Path(verify["report"]).read_text())
+    assert report["manifest"].startswith("ct_kidney")
+    # the user's data is never written to
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "dl").rglob("*")) == before
+
+
+# ------------------------------------------------------------------------------------- stages
+def test_stage_runner_refuses_other_settings(tmp_path):
+    StageRunner(tmp_path, params={"epochs": 2, "verbose": 1}).run("data", lambda: {"v": 1})
+    same = StageRunner(tmp_path, params={"epochs": 2, "verbose": 0})
+    assert same.run("data", lambda: {"v": 2}) == {"v": 1}
+    assert same.skipped == ["data"]
+    other = StageRunner(tmp_path, params={"epochs": 3, "verbose": 1})
+    with pytest.raises(StageMismatchError, match="epochs: 2 -> 3"):
+        other.run("data", lambda: {"v": 3})
+
+
+def test_stage_runner_reports_a_corrupt_record(tmp_path):
+    runner = StageRunner(tmp_path)
+    runner.record_path("data").write_text("{not json")
+    with pytest.raises(ValueError, match="delete it to redo"):
+        runner.run("data", dict)
+
+
+# ------------------------------------------------------------------------------------ summary
+def _metrics(acc, entropy, radius, energy):
+    return {
+        "accuracy": acc,
+        "macro_f1": acc - 0.01,
+        "entropy": entropy,
+        "radius": radius,
+        "snr": 3.0,
+        "outside_fraction": 0.1,
+        "pointing_game": 0.5,
+        "energy_in_mask": energy,
+        "iou": 0.1,
+        "chance": {"pointing_game": 0.02, "energy_in_mask": 0.004, "iou": 0.004},
+        "n_images": 120,
+        "majority_fraction": 0.25,
+        "cam_images": 120,
+        "cam_with_mask": 90,
+        "cam_grid": [4, 4],
+        "shortcut_warnings": [],
+    }
+
+
+def test_summary_table_reads_ours_against_the_paper():
+    summary = build_summary(
+        config=ReproduceConfig.preset(KIDNEY, "out", quick=True).to_dict(),
+        quick=True,
+        data_info={"phantom": True, "root": "out/data"},
+        trainings={
+            "baseline": {"epochs_run": 8, "seconds": 300.0, "test_metrics": {"cam_entropy": 0.7}},
+            "fostered": {"epochs_run": 2, "seconds": 90.0, "test_metrics": {"cam_entropy": 0.5}},
+        },
+        evaluations={
+            "baseline": {"metrics": _metrics(0.95, 0.80, 0.30, 0.010)},
+            "fostered": {"metrics": _metrics(0.945, 0.50, 0.20, 0.012)},
+        },
+        comparison={"comparison": "out/reports/comparison"},
+        export={"export": "out/export/1"},
+        stage_seconds={"data": 1.0},
+        resumed=[],
+        wall_seconds=400.0,
+    )
+    rows = {r["key"]: r for r in summary["rows"]}
+    assert rows["entropy"]["change"]["rel"] == pytest.approx(-0.375)
+    assert rows["entropy"]["paper_change"]["rel"] == pytest.approx((0.3313 - 0.6168) / 0.6168)
+    assert rows["accuracy"]["chance"] == 0.25
+    assert rows["radius"]["chance"] == pytest.approx(0.408, abs=1e-3)
+    checks = {c["check"]: c["passed"] for c in summary["checks"]}
+    assert checks["fostering lowers the Grad-CAM++ entropy by >= 30 %"] is True
+    assert checks["fostering costs <= 1 accuracy point"] is True
+    assert checks["CAM mass in the lesion mask does not fall"] is True
+    text = summary_table(summary)
+    assert (
+        "| CAM entropy (normalised) | ↓ | 0.8000 | 0.5000 | -37.5 % | 0.6168 | 0.3313 | -46.3 %"
+        in (text)
+    )
+    assert "| accuracy | ↑ | 0.9500 | 0.9450 | -0.5 pt |" in text
+    assert "NOT the public dataset" in text
+    assert "[PASS]" in text and "SavedModel (TF Serving): out/export/1" in text
+    json.dumps(summary)  # strict JSON
+
+
+# --------------------------------------------------------------------------------------- CLI
+def test_cli_parsers_have_examples_and_overrides():
+    from kidney_tf.cli.main import build_parser
+    from kidney_tf.cli.reproduce import overrides_from_args
+
+    parser = build_parser()
+    args = parser.parse_args(
+        ["demo", "--out", "x", "--cam-weight", "0.3", "--per-class", "10", "--weights", "none"]
+    )
+    assert overrides_from_args(args) == {
+        "cam_weight": 0.3,
+        "phantom_per_class": 10,
+        "weights": "none",
+        "verbose": 2,
+    }
+    args = parser.parse_args(["reproduce", BRAIN, "--quick", "--out", "x", "-q"])
+    assert args.quick and args.data is None and overrides_from_args(args) == {"verbose": 0}
+    for command in ("demo", "reproduce"):
+        help_text = parser._subparsers._group_actions[0].choices[command].format_help()
+        assert "examples:" in help_text and "--out" in help_text
+
+
+# ------------------------------------------------------------------------------- end to end
+TINY = {
+    "image_size": 64,
+    "phantom_per_class": 6,
+    "phantom_image_size": 96,
+    "epochs": 1,
+    "batch_size": 8,
+    "max_cam_images": 8,
+    "verbose": 0,
+}
+
+
+@pytest.mark.slow
+def test_kidney_pipeline_end_to_end_and_resume(tmp_path, monkeypatch):
+    import kidney_tf.pipelines.reproduce as rp
+
+    out = tmp_path / "kidney"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt("killed during export")
+
+    monkeypatch.setattr(rp, "_export", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        rp.reproduce(KIDNEY, out, quick=True, finetune_epochs=1, **TINY)
+    done = sorted(p.stem for p in (out / "stages").glob("*.json"))
+    assert done == sorted(
+        ["data", "verify", "train_baseline", "train_fostered", "evaluate_baseline",
+         "evaluate_fostered", "compare"]
+    )  # fmt: skip
+    monkeypatch.undo()
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a finished stage ran again")
+
+    monkeypatch.setattr(rp, "_train", must_not_train)
+    summary = rp.reproduce(KIDNEY, out, quick=True, finetune_epochs=1, **TINY)
+    assert (
+        "train_baseline" in summary["resumed_stages"] and "export" not in summary["resumed_stages"]
+    )
+    assert (out / "export" / "1" / "saved_model.pb").is_file()
+    assert (out / "reports" / "comparison" / "comparison.json").is_file()
+    for name in ("baseline", "fostered"):
+        assert (out / "reports" / name / "metrics.json").is_file()
+        assert 0.0 <= summary["results"][name]["accuracy"] <= 1.0
+        assert 0.0 <= summary["results"][name]["entropy"] <= 1.0
+    assert json.loads((out / "summary.json").read_text())["pipeline"] == KIDNEY
+    assert "| CAM entropy (normalised) |" in (out / "summary.md").read_text()
+    # the fine-tune evaluated and trained on exactly the baseline's split
+    assert (out / "baseline" / "split.csv").read_text() == (
+        out / "fostered" / "split.csv"
+    ).read_text()
+    with pytest.raises(StageMismatchError, match="epochs"):
+        rp.reproduce(KIDNEY, out, quick=True, finetune_epochs=1, **{**TINY, "epochs": 2})
+
+
+@pytest.mark.slow
+def test_brain_pipeline_end_to_end_via_cli(tmp_path, capsys):
+    from kidney_tf.cli.main import main
+
+    out = tmp_path / "brain"
+    argv = ["reproduce", BRAIN, "--quick", "--out", str(out), "--image-size", "64"]
+    argv += ["--per-class", "6", "--epochs", "1", "--batch-size", "8", "--max-cam-images", "8"]
+    assert main(argv + ["-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "Brain MRI" in printed and "| accuracy |" in printed
+    crop = json.loads((out / "stages" / "crop.json").read_text())["result"]
+    assert crop["cropped"] == 24 and crop["masks"] > 0
+    assert (out / "data" / "cropped" / "crop_boxes.csv").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["results"]) == ["model"]
+    assert summary["training"]["model"]["epochs_run"] == 1
+    meta = json.loads((out / "export" / "1" / "assets.extra" / "kidney_tf_export.json").read_text())
+    assert meta["crop"] == "brain"  # the SavedModel crops raw uploads like the training files
