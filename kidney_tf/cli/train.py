@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from kidney_tf.cli.main import CliError, add_common_arguments
 
@@ -13,7 +14,7 @@ examples:
   kidney-tf train --data phantoms --arch resnet50 --image-size 128 --weights none \\
       --epochs 10 --batch-size 16 --out runs/baseline
 
-  # the paper's second stage: fine-tune the baseline with CAM fostering
+  # the paper's second stage: fine-tune the baseline with CAM fostering (λ = 0.1)
   kidney-tf train --data phantoms --init runs/baseline/model.keras --cam-weight 0.1 \\
       --epochs 3 --out runs/fostered
 
@@ -21,99 +22,198 @@ examples:
   kidney-tf train --data Training/ --arch efficientnetb1 --crop brain --weights imagenet \\
       --freeze-epochs 3 --out runs/brain
 
-An interrupted run resumes when the same command is run again.
+  # re-run a previous run's exact settings (flags given here override them)
+  kidney-tf train --config runs/baseline/config.json --seed 7 --out runs/baseline-seed7
+
+  # two workers (run the same command on each, with its own TF_CONFIG task index)
+  TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
+              "task": {"type": "worker", "index": 0}}' \\
+      kidney-tf train --data phantoms --strategy multiworker --out /shared/runs/mw
+
+Resuming: if the run is interrupted (Ctrl-C, kill, crash, pre-emption), run the same command
+again: it continues from the last backup (each epoch end, and every --backup-every steps).
+With --deterministic the resumed run ends with the same weights as an uninterrupted one.
+The progress bar shows training images per second (img/s).
 """
+
+# CLI option -> TrainConfig field, for options whose value is copied as is.
+_DIRECT = (
+    "arch",
+    "image_size",
+    "epochs",
+    "batch_size",
+    "lr",
+    "cam_weight",
+    "cam_method",
+    "init",
+    "weights",
+    "strategy",
+    "mixed_precision",
+    "jit_compile",
+    "split",
+    "split_csv",
+    "val_fraction",
+    "test_fraction",
+    "seed",
+    "augment",
+    "patience",
+    "lr_schedule",
+    "freeze_epochs",
+    "unfreeze_top",
+    "steps_per_epoch",
+    "bn_momentum",
+    "dropout",
+    "strict",
+    "deterministic",
+    "backup_every",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
-        help="train a classifier (optionally with CAM fostering)",
+        help="train a classifier (optionally with CAM fostering); resumable",
         description="Train ResNet-50 or EfficientNetB1 with class-weighted cross-entropy and, "
         "with --cam-weight > 0, the CAM-fostering entropy penalty. Writes RUN/model.keras, "
-        "best.keras, history.csv, config.json, split.csv, curves.png, test_metrics.json.",
+        "best.keras, history.csv, config.json, split.csv, curves.png, test_metrics.json. "
+        "Early stopping, a learning-rate schedule, checkpoints and resumption are built in.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group()
     src.add_argument("--data", help="class-folder tree (root/<class>/*.png or Training/Testing)")
     src.add_argument("--manifest", help="manifest CSV with columns path,label,split,mask_path")
+    p.add_argument(
+        "--config",
+        help="a previous run's config.json: use its settings (flags given here override them)",
+    )
     p.add_argument("--out", required=True, help="run folder (created; resumed if interrupted)")
-    p.add_argument("--arch", choices=("resnet50", "efficientnetb1"), default="resnet50")
-    p.add_argument("--image-size", type=int, help="input size (default: 224 resnet50, 240 effnet)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, help="learning rate (default 1e-3, 1e-4 with --init)")
-    p.add_argument("--cam-weight", type=float, default=0.0, help="λ of the CAM entropy penalty")
-    p.add_argument("--cam-method", choices=("exact", "gradcam"), default="exact")
-    p.add_argument("--init", help="start from this .keras model (fine-tuning stage)")
-    p.add_argument("--crop", choices=("brain", "body", "none"), default="none")
-    p.add_argument("--weights", default="imagenet", help="none, imagenet or a weights file path")
-    p.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default="default")
-    p.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (GPUs)")
-    p.add_argument("--jit-compile", action="store_true", help="XLA (slower on CPU; off by default)")
-    p.add_argument("--split", choices=("auto", "folders", "stratified", "grouped"), default="auto")
-    p.add_argument("--split-csv", help="reuse the exact split of a previous run (RUN/split.csv)")
-    p.add_argument("--val-fraction", type=float, default=0.15)
-    p.add_argument("--test-fraction", type=float, default=0.15)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--patience", type=int, default=5, help="early-stopping patience (0: off)")
-    p.add_argument("--lr-schedule", choices=("plateau", "cosine", "constant"), default="plateau")
-    p.add_argument("--freeze-epochs", type=int, default=0, help="head-only epochs first")
-    p.add_argument("--unfreeze-top", type=int, help="backbone blocks unfrozen after the head phase")
-    p.add_argument("--steps-per-epoch", type=int)
-    p.add_argument("--bn-momentum", type=float, help="BatchNorm momentum (0.9 helps from scratch)")
-    p.add_argument("--head-units", default="", help="hidden dense units, e.g. 256 or 512,128")
-    p.add_argument("--dropout", type=float, default=0.0)
-    p.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
+
+    model = p.add_argument_group("model")
+    model.add_argument(
+        "--arch",
+        choices=("resnet50", "efficientnetb1"),
+        help="backbone (default resnet50, or the --init model's)",
+    )
+    model.add_argument(
+        "--image-size",
+        type=int,
+        help="input size (default: 224 resnet50, 240 efficientnetb1, or the --init model's)",
+    )
+    model.add_argument("--weights", help="none, imagenet (default) or a backbone weights file")
+    model.add_argument("--init", help="start from this .keras model (fine-tuning stage)")
+    model.add_argument("--head-units", help="hidden dense units of the head, e.g. 256 or 512,128")
+    model.add_argument("--dropout", type=float, help="head dropout (default 0)")
+    model.add_argument(
+        "--bn-momentum",
+        type=float,
+        help="BatchNorm momentum (default 0.9 from scratch, 0.99 with pretrained weights)",
+    )
+
+    fit = p.add_argument_group("training")
+    fit.add_argument("--epochs", type=int, help="epochs (default 30)")
+    fit.add_argument("--batch-size", type=int, help="global batch size (default 32)")
+    fit.add_argument("--lr", type=float, help="learning rate (default 1e-3, 1e-4 with --init)")
+    fit.add_argument("--cam-weight", type=float, help="λ of the CAM entropy penalty (default 0)")
+    fit.add_argument("--cam-method", choices=("exact", "gradcam"), help="default exact")
+    fit.add_argument("--patience", type=int, help="early-stopping patience (default 5; 0: off)")
+    fit.add_argument(
+        "--lr-schedule", choices=("plateau", "cosine", "constant"), help="default plateau"
+    )
+    fit.add_argument("--freeze-epochs", type=int, help="head-only epochs first (default 0)")
+    fit.add_argument(
+        "--unfreeze-top",
+        type=int,
+        help="backbone blocks unfrozen after the head phase (default all)",
+    )
+    fit.add_argument("--steps-per-epoch", type=int, help="default: one pass over the train split")
+    fit.add_argument(
+        "--seed", type=int, help="seed of split, shuffling, augmentation, init (default 42)"
+    )
+    fit.add_argument("--no-augment", dest="augment", action="store_false", default=None)
+    fit.add_argument(
+        "--deterministic",
+        action="store_true",
+        default=None,
+        help="TensorFlow op determinism; a resumed run replays the data stream exactly",
+    )
+    fit.add_argument(
+        "--backup-every",
+        type=int,
+        help="also back up every N steps for resumption (default 0: at epoch ends only)",
+    )
+
+    data = p.add_argument_group("data")
+    data.add_argument("--crop", choices=("brain", "body", "none"), help="default none")
+    data.add_argument(
+        "--split",
+        choices=("auto", "folders", "stratified", "grouped"),
+        help="how to split train/val/test (default auto)",
+    )
+    data.add_argument("--split-csv", help="reuse the exact split of a previous run (RUN/split.csv)")
+    data.add_argument("--val-fraction", type=float, help="default 0.15")
+    data.add_argument("--test-fraction", type=float, help="default 0.15")
+    data.add_argument(
+        "--strict",
+        action="store_true",
+        default=None,
+        help="fail on the first unreadable image instead of skipping it",
+    )
+
+    hardware = p.add_argument_group("hardware")
+    hardware.add_argument(
+        "--strategy",
+        choices=("default", "mirrored", "multiworker"),
+        help="tf.distribute strategy (default: one device); multiworker reads TF_CONFIG",
+    )
+    hardware.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        default=None,
+        help="mixed_float16 (faster on recent GPUs)",
+    )
+    hardware.add_argument(
+        "--jit-compile",
+        action="store_true",
+        default=None,
+        help="XLA (slower on CPU; off by default)",
+    )
     add_common_arguments(p)
     p.set_defaults(func=run)
 
 
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """TrainConfig fields given on the command line (options left out are not included)."""
+    values: dict[str, Any] = {
+        name: getattr(args, name) for name in _DIRECT if getattr(args, name) is not None
+    }
+    values["out"] = args.out
+    if args.data or args.manifest:
+        values["data"] = args.data or args.manifest
+    if args.crop is not None:
+        values["crop"] = None if args.crop == "none" else args.crop
+    if args.head_units is not None:
+        try:
+            values["head_units"] = tuple(int(u) for u in args.head_units.split(",") if u.strip())
+        except ValueError as exc:
+            raise CliError(
+                f"--head-units must be integers separated by commas: {args.head_units}"
+            ) from exc
+    if getattr(args, "quiet", False):
+        values["verbose"] = 0
+    return values
+
+
 def config_from_args(args: argparse.Namespace):
+    """The TrainConfig of a ``kidney-tf train`` command line (``--config`` file + flags)."""
     from kidney_tf.training.trainer import TrainConfig
 
-    weights = None if str(args.weights).lower() == "none" else args.weights
-    try:
-        head_units = tuple(int(u) for u in args.head_units.split(",") if u.strip())
-    except ValueError as exc:
-        raise CliError(
-            f"--head-units must be integers separated by commas: {args.head_units}"
-        ) from exc
-    return TrainConfig(
-        out=args.out,
-        data=args.data or args.manifest,
-        arch=args.arch,
-        image_size=args.image_size,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        cam_weight=args.cam_weight,
-        cam_method=args.cam_method,
-        init=args.init,
-        crop=None if args.crop == "none" else args.crop,
-        weights=weights,
-        strategy=args.strategy,
-        mixed_precision=args.mixed_precision,
-        jit_compile=args.jit_compile,
-        split=args.split,
-        split_csv=args.split_csv,
-        val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction,
-        seed=args.seed,
-        augment=not args.no_augment,
-        patience=args.patience,
-        lr_schedule=args.lr_schedule,
-        freeze_epochs=args.freeze_epochs,
-        unfreeze_top=args.unfreeze_top,
-        steps_per_epoch=args.steps_per_epoch,
-        bn_momentum=args.bn_momentum,
-        head_units=head_units,
-        dropout=args.dropout,
-        strict=args.strict,
-        verbose=0 if args.quiet else "auto",
-    )
+    overrides = _overrides(args)
+    if args.config:
+        return TrainConfig.from_json(args.config, **overrides)
+    if "data" not in overrides:
+        raise CliError("pass --data, --manifest or --config")
+    return TrainConfig.from_dict(overrides)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -122,6 +222,7 @@ def run(args: argparse.Namespace) -> int:
     result = train(config_from_args(args))
     metrics = ", ".join(f"{k}={v:.4f}" for k, v in result.test_metrics.items())
     if not args.quiet:
-        print(f"{'resumed and finished' if result.resumed else 'finished'}: {result.run_dir}")
+        state = "resumed and finished" if result.resumed else "finished"
+        print(f"{state}: {result.run_dir} ({result.epochs_run} epoch(s), {result.seconds:.0f} s)")
         print(f"test: {metrics or 'no test split'}")
     return 0

@@ -2,22 +2,34 @@
 
 A run folder holds everything needed to understand and re-run it::
 
-    RUN/config.json     the TrainConfig (+ versions), written before training starts
-    RUN/split.csv       the exact train/val/test split used
-    RUN/model.keras     the final model (CamFosteringModel, loads with safe_mode=True)
-    RUN/best.keras      the best model by validation loss
-    RUN/history.csv     per-epoch metrics (loss, ce_loss, cam_entropy, accuracy, val_*, images/s)
-    RUN/curves.png      accuracy and loss curves, train and val
+    RUN/config.json        the TrainConfig (absolute paths) + data summary + versions; written
+                           before training starts; ``kidney-tf train --config`` re-runs it
+    RUN/split.csv          the exact train/val/test split used
+    RUN/model.keras        the final model (CamFosteringModel, loads with safe_mode=True)
+    RUN/best.keras         the best model by validation loss (training loss without a val split)
+    RUN/history.csv        one row per epoch (loss, ce_loss, cam_entropy, accuracy, val_*,
+                           images_per_sec, learning_rate)
+    RUN/curves.png         accuracy and loss curves, train and val
     RUN/test_metrics.json  loss/accuracy/cam_entropy on the test split
-    RUN/backup/         Keras BackupAndRestore state while a run is unfinished
+    RUN/backup/            the resumable state while the run is unfinished (see below)
 
-Running the same command again after an interruption resumes from the last backup.
+Resuming: the same command (same settings) on the same folder continues an interrupted run
+from its last backup (every ``backup_every`` steps and at each epoch end), mid-epoch included.
+Training reads one endless, seeded stream of batches (epoch ``e`` = batches ``e*n .. e*n+n-1``);
+with ``deterministic=True`` a resumed run replays the stream up to where it stopped (the data
+pipeline runs again, the model does not) and enables TensorFlow op determinism, so it ends with
+the same weights as an uninterrupted run. Without it, a resumed run continues with a freshly
+shuffled stream (quicker to restart, statistically equivalent).
+
+Distribution (``strategy``): see :mod:`kidney_tf.training.distribute`. ``batch_size`` is the
+global batch. Deterministic resumption is exact on one device.
 
 Usage::
 
     from kidney_tf.training.trainer import TrainConfig, train
     result = train(TrainConfig(data="phantoms/", out="runs/base", arch="resnet50",
                                image_size=128, epochs=5, weights=None))
+    print(result.test_metrics)
 """
 
 from __future__ import annotations
@@ -25,36 +37,49 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import os
 import shutil
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kidney_tf.training.distribute import STRATEGIES
 from kidney_tf.utils.io import atomic_path, ensure_writable_dir, write_json_atomic
 from kidney_tf.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-STRATEGIES = ("default", "mirrored", "multiworker")
 LR_SCHEDULES = ("plateau", "cosine", "constant")
+CAM_METHODS = ("exact", "gradcam")
+SPLIT_METHODS = ("auto", "folders", "stratified", "grouped")
+DEFAULT_ARCH = "resnet50"
 # Settings that may differ between an interrupted run and its resumption.
-_RESUMABLE_KEYS = {"verbose"}
+_RESUMABLE_KEYS = frozenset({"verbose", "backup_every", "out"})
+_PATH_KEYS = ("out", "data", "init", "split_csv")
 
 
 @dataclass
 class TrainConfig:
     """Settings of one training run. Defaults reproduce the kidney paper's baseline.
 
+    ``arch=None`` means ResNet-50, or the ``init`` model's architecture. ``image_size=None``
+    means the architecture's default (224 / 240) or the ``init`` model's input size.
     ``lr=None`` picks 1e-3 for a new model and 1e-4 when fine-tuning ``init``.
     ``freeze_epochs`` > 0 trains the head alone first (transfer learning), then unfreezes
     ``unfreeze_top`` backbone blocks (all when None) at a tenth of the learning rate.
+    ``backup_every`` > 0 also backs up every that many steps (0: at epoch ends only).
+    ``deterministic`` makes a resumed run end exactly like an uninterrupted one (module doc).
+
+    Usage: ``TrainConfig(data="phantoms", out="runs/a", image_size=64, epochs=2, weights=None)``.
     """
 
     out: str
     data: str | None = None
-    arch: str = "resnet50"
+    arch: str | None = None
     image_size: int | None = None
     epochs: int = 30
     batch_size: int = 32
@@ -83,10 +108,13 @@ class TrainConfig:
     dropout: float = 0.0
     strict: bool = False
     cache: bool = True
+    deterministic: bool = False
+    backup_every: int = 0
     verbose: int | str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def resolved_lr(self) -> float:
+        """The learning rate used: ``lr``, else 1e-4 when fine-tuning ``init``, else 1e-3."""
         if self.lr is not None:
             return float(self.lr)
         return 1e-4 if self.init else 1e-3
@@ -98,76 +126,135 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown training settings: {', '.join(sorted(unknown))}")
         data = dict(data)
-        if "head_units" in data:
-            data["head_units"] = tuple(data["head_units"])
+        if data.get("head_units") is not None:
+            data["head_units"] = tuple(int(u) for u in data["head_units"])
         return cls(**data)
 
+    @classmethod
+    def from_json(cls, path: str | os.PathLike, **overrides: Any) -> TrainConfig:
+        """Settings of a previous run (``RUN/config.json``), with ``overrides`` applied.
+
+        Usage: ``TrainConfig.from_json("runs/a/config.json", out="runs/b", epochs=50)``.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: run configuration not found")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+        settings = data.get("train") if isinstance(data, dict) else None
+        if not isinstance(settings, dict):
+            raise ValueError(f"{path}: no 'train' settings (not a kidney-tf run config.json)")
+        return cls.from_dict({**settings, **overrides})
+
+    def normalized(self) -> TrainConfig:
+        """A copy with absolute paths (so config.json stays valid from any folder)."""
+        changes: dict[str, Any] = {}
+        for key in _PATH_KEYS:
+            value = getattr(self, key)
+            if value:
+                changes[key] = os.path.abspath(os.path.expanduser(str(value)))
+        weights = self.weights
+        if weights is not None and str(weights).lower() == "none":
+            changes["weights"] = None
+        elif weights not in (None, "imagenet"):
+            changes["weights"] = os.path.abspath(os.path.expanduser(str(weights)))
+        return dataclasses.replace(self, **changes)
+
     def validate(self) -> None:
+        """Check every setting and the input files; raise ``ValueError``/``FileNotFoundError``
+        with a one-line reason (before anything expensive happens)."""
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if self.cam_weight < 0:
-            raise ValueError(f"cam_weight must be >= 0, got {self.cam_weight}")
+        if self.cam_method not in CAM_METHODS:
+            raise ValueError(f"cam_method must be one of {CAM_METHODS}, got {self.cam_method!r}")
+        if self.split not in SPLIT_METHODS:
+            raise ValueError(f"split must be one of {SPLIT_METHODS}, got {self.split!r}")
+        if not (self.cam_weight >= 0 and math.isfinite(self.cam_weight)):
+            raise ValueError(f"cam_weight must be a finite number >= 0, got {self.cam_weight}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be positive")
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        if self.image_size is not None and self.image_size < 32:
+            raise ValueError(f"image_size must be at least 32 pixels, got {self.image_size}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be positive, got {self.steps_per_epoch}")
+        if self.backup_every < 0 or self.freeze_epochs < 0 or self.patience < 0:
+            raise ValueError("backup_every, freeze_epochs and patience must be >= 0")
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value}")
         if self.crop not in (None, "brain", "body"):
             raise ValueError(f"crop must be brain, body or None, got {self.crop!r}")
+        if not self.out:
+            raise ValueError("no output folder (--out)")
         if self.data is None:
             raise ValueError("no training data: pass a folder or a manifest CSV")
         if not Path(self.data).exists():
             raise FileNotFoundError(f"{self.data}: training data not found")
+        if self.split_csv is not None and not Path(self.split_csv).is_file():
+            raise FileNotFoundError(f"{self.split_csv}: split CSV not found")
         if self.init is not None and not Path(self.init).is_file():
             raise FileNotFoundError(f"{self.init}: --init model not found")
+        weights = self.weights
+        is_path = weights not in (None, "imagenet") and str(weights).lower() != "none"
+        if is_path and not Path(weights).is_file():
+            raise FileNotFoundError(f"{weights}: backbone weights file not found")
 
 
 @dataclass
 class TrainResult:
+    """What :func:`train` returns: the run folder, per-epoch history and test metrics."""
+
     run_dir: Path
     history: dict[str, list[float]]
     test_metrics: dict[str, float]
     class_names: list[str]
     resumed: bool = False
+    epochs_run: int = 0
+    seconds: float = 0.0
 
 
-def make_strategy(name: str):
-    """The ``tf.distribute`` strategy for ``name`` (``multiworker`` reads ``TF_CONFIG``)."""
-    import tensorflow as tf
+# ------------------------------------------------------------------------------ run folder
+def prepare_run_dir(out: str | os.PathLike) -> Path:
+    """Create ``out`` (a folder) and check it is writable, with a clear one-line error.
 
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multiworker":
-        if "TF_CONFIG" not in os.environ:
-            raise ValueError("--strategy multiworker needs the TF_CONFIG environment variable")
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def is_chief(strategy) -> bool:
-    """True on the worker that writes the run's outputs (always true without multi-worker)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not getattr(resolver, "task_type", None):
-        return True
-    return resolver.task_type == "chief" or (
-        resolver.task_type == "worker" and resolver.task_id == 0
-    )
-
-
-def _worker_dir(run_dir: Path, strategy) -> Path:
-    """Non-chief workers write their (required, identical) saves into a private temp folder."""
-    if is_chief(strategy):
-        return run_dir
-    resolver = strategy.cluster_resolver
-    return run_dir / f".worker-{resolver.task_type}-{resolver.task_id}"
+    Usage: ``run = prepare_run_dir("runs/exp1")``.
+    """
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path}: --out must be a folder, but a file is there")
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(
+                    f"{path}: cannot create the run folder ({parent} is a file)"
+                )
+            break
+    try:
+        return ensure_writable_dir(path)
+    except OSError as exc:
+        raise PermissionError(
+            f"{path}: run folder is not writable ({exc.strerror or exc})"
+        ) from exc
 
 
 def _check_resume(run_dir: Path, config: TrainConfig) -> bool:
-    """Return True when ``run_dir`` holds an interrupted run of the same config."""
+    """True when ``run_dir`` holds an interrupted run of the same settings (a fresh run: False).
+
+    Raises ``FileExistsError`` when the folder holds a finished run or a different one.
+    """
     config_path = run_dir / "config.json"
     if not config_path.is_file():
         if (run_dir / "model.keras").exists():
@@ -175,7 +262,10 @@ def _check_resume(run_dir: Path, config: TrainConfig) -> bool:
                 f"{run_dir}: holds a model.keras but no config.json; use a new --out"
             )
         return False
-    saved = json.loads(config_path.read_text()).get("train", {})
+    try:
+        saved = json.loads(config_path.read_text()).get("train", {})
+    except (json.JSONDecodeError, AttributeError) as exc:
+        raise ValueError(f"{config_path}: unreadable run config ({exc}); use a new --out") from exc
     current = config.to_dict()
     diff = sorted(
         k
@@ -206,33 +296,94 @@ def _environment() -> dict[str, Any]:
         "keras": keras.__version__,
         "python": sys.version.split()[0],
         "command": sys.argv,
+        "cwd": os.getcwd(),
     }
 
 
-def _build_model(config: TrainConfig, class_names: list[str], image_size: int):
+# ---------------------------------------------------------------------------------- models
+ModelFn = Callable[[list[str], int], Any]
+
+
+def _load_init(config: TrainConfig):
+    """The ``init`` model, with its class names and input size checked against the settings."""
     from kidney_tf._loading import load_model
+
+    base = load_model(config.init, compile=False)
+    input_size = base.input_shape[1]
+    if config.image_size is not None and input_size is not None and input_size != config.image_size:
+        raise ValueError(
+            f"{config.init}: model input is {input_size} px but --image-size is {config.image_size}"
+        )
+    arch = (getattr(base, "metadata", None) or {}).get("arch")
+    if config.arch is not None and arch is not None and config.arch != arch:
+        raise ValueError(f"{config.init}: model is a {arch}, not a {config.arch} (--arch)")
+    if not getattr(base, "class_names", None):
+        raise ValueError(f"{config.init}: model has no class names; cannot match them to the data")
+    return base
+
+
+def _check_init_classes(config: TrainConfig, init_names: list[str], source: str) -> None:
+    """Fail fast (before decoding images) when the data has classes the init model lacks."""
+    from kidney_tf.data.reading import load_source
+
+    scan = load_source(source, validate=False) if not config.split_csv else None
+    names = list(scan.class_names) if scan is not None else []
+    unknown = sorted(set(names) - set(init_names))
+    if unknown:
+        raise ValueError(
+            f"{config.init}: the data has classes {unknown} the model does not know "
+            f"(model classes: {init_names})"
+        )
+
+
+def _rebuild_for_policy(base, class_names: list[str]):
+    """Rebuild ``base`` under the current dtype policy (mixed precision) with its weights."""
+    import keras
+
     from kidney_tf.models.builders import build_classifier
     from kidney_tf.models.heads import HeadConfig
+
+    meta = getattr(base, "metadata", None) or {}
+    try:
+        model = build_classifier(
+            meta["arch"],
+            num_classes=len(class_names),
+            image_size=base.input_shape[1],
+            weights=None,
+            head=HeadConfig.from_dict(meta.get("head") or {}),
+            class_names=class_names,
+        )
+        model.set_weights(base.get_weights())
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"cannot rebuild the --init model for mixed precision: {exc}") from exc
+    for new, old in zip(model.layers, base.layers):
+        if isinstance(new, keras.layers.BatchNormalization):
+            new.momentum = old.momentum
+    model.metadata = {**meta, **model.metadata}
+    return model
+
+
+def _build_model(config: TrainConfig, base, class_names, image_size, model_fn):
+    import keras
+
     from kidney_tf.training.fostering import CamFosteringModel
 
-    metadata = {"arch": config.arch, "image_size": image_size, "crop": config.crop}
-    if config.init:
-        base = load_model(config.init, compile=False)
-        saved_names = list(getattr(base, "class_names", None) or [])
-        if saved_names and saved_names != list(class_names):
-            raise ValueError(
-                f"{config.init}: model classes {saved_names} differ from the data's {class_names}"
-            )
-        input_size = base.input_shape[1]
-        if input_size is not None and input_size != image_size:
-            raise ValueError(
-                f"{config.init}: model input is {input_size} px but --image-size is {image_size}"
-            )
-        metadata = {**(getattr(base, "metadata", None) or {}), **metadata}
+    metadata = {"arch": config.arch or DEFAULT_ARCH, "image_size": image_size, "crop": config.crop}
+    if base is not None:
+        metadata["arch"] = (base.metadata or {}).get("arch", metadata["arch"])
+        if keras.mixed_precision.global_policy().name != "float32":
+            base = _rebuild_for_policy(base, class_names)
+    elif model_fn is not None:
+        base = model_fn(list(class_names), image_size)
+        # builders look layers up by a known "arch" in the metadata: keep the model's own, if any
+        metadata.pop("arch")
     else:
+        from kidney_tf.models.builders import build_classifier
+        from kidney_tf.models.heads import HeadConfig
+
         head = HeadConfig(hidden_units=tuple(config.head_units), dropout=config.dropout)
         base = build_classifier(
-            config.arch,
+            config.arch or DEFAULT_ARCH,
             num_classes=len(class_names),
             image_size=image_size,
             weights=config.weights,
@@ -263,52 +414,126 @@ def _compile(model, config: TrainConfig, class_weights: dict[int, float], lr: fl
     )
 
 
-def _callbacks(config: TrainConfig, out_dir: Path, backup_dir: Path, epochs: int, lr: float):
+# ------------------------------------------------------------------------------------ data
+def _data_root(data: str | None) -> str | None:
+    """The folder a split CSV's absolute paths must lie in: the data folder or CSV's folder."""
+    if data is None:
+        return None
+    return str(Path(data).parent) if Path(data).suffix.lower() == ".csv" else data
+
+
+class _TrainStream:
+    """The endless stream of training batches, positioned at any global step.
+
+    Deterministic: every segment gets a freshly built pipeline (fresh shuffle and augmentation
+    random state) that skips ``position`` batches, so batch ``k`` is the same in every process.
+    Otherwise the stream is reused and only the steps already done in the epoch are skipped.
+    """
+
+    def __init__(self, bundle, rebuild: Callable[[], Any], steps_per_epoch: int, exact: bool):
+        self._bundle_train = bundle.train
+        self._fresh = True
+        self._rebuild = rebuild
+        self.steps_per_epoch = steps_per_epoch
+        self.exact = exact
+
+    def dataset(self, epoch: int, step: int):
+        if self.exact:
+            position = epoch * self.steps_per_epoch + step
+            train = self._bundle_train if self._fresh else self._rebuild()
+            if position:
+                log.info("Replaying %d batches of the training stream to resume exactly", position)
+        else:
+            position, train = step, self._bundle_train
+        self._fresh = False
+        stream = train.repeat()
+        return stream.skip(position) if position else stream
+
+
+@dataclass
+class _Phase:
+    name: str
+    start: int
+    end: int
+    lr: float
+
+
+def _phases(config: TrainConfig) -> list[_Phase]:
+    lr = config.resolved_lr()
+    head = min(config.freeze_epochs, config.epochs) if not config.init else 0
+    phases = []
+    if head > 0:
+        phases.append(_Phase("head", 0, head, lr))
+    if config.epochs > head:
+        phases.append(_Phase("main", head, config.epochs, lr * 0.1 if head else lr))
+    return phases
+
+
+def _setup_phase(model, phase: _Phase, config: TrainConfig, class_weights, after_head: bool):
+    from kidney_tf.models.builders import set_backbone_trainable, unfreeze_top
+
+    if phase.name == "head":
+        set_backbone_trainable(model, False)
+    elif after_head:
+        if config.unfreeze_top is None:
+            set_backbone_trainable(model, True)
+        else:
+            unfreeze_top(model, config.unfreeze_top)
+    _compile(model, config, class_weights, phase.lr)
+
+
+def _callbacks(config, phase: _Phase, out_dir: Path, restore_dir: Path, monitor: str, shared):
+    """Callbacks of one phase; the backup callback comes last (it records the others' state)."""
     import keras
 
-    from kidney_tf.training.callbacks import AtomicBestCheckpoint, StopOnNaN, Throughput
+    from kidney_tf.training.callbacks import ResumableBackup
 
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(backup_dir)),
-        Throughput(config.batch_size),
-        StopOnNaN(),
-        AtomicBestCheckpoint(out_dir / "best.keras", monitor="val_loss"),
-        keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
-    ]
+    stateful: list = []
+    callbacks = [shared["throughput"], shared["nan"], shared["best"]]
     if config.patience > 0:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, verbose=1)
+        stateful.append(
+            keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience, verbose=1)
         )
     if config.lr_schedule == "plateau":
-        callbacks.append(
+        stateful.append(
             keras.callbacks.ReduceLROnPlateau(
-                monitor="val_loss", factor=0.5, patience=max(1, config.patience // 2), verbose=1
+                monitor=monitor, factor=0.5, patience=max(1, config.patience // 2), verbose=1
             )
         )
     elif config.lr_schedule == "cosine":
-        import math
+        length = max(1, phase.end - phase.start)
 
-        def cosine(epoch, _lr):
-            return lr * 0.5 * (1.0 + math.cos(math.pi * epoch / max(1, epochs)))
+        def cosine(epoch, _lr, start=phase.start, base=phase.lr):
+            return base * 0.5 * (1.0 + math.cos(math.pi * (epoch - start) / length))
 
         callbacks.append(keras.callbacks.LearningRateScheduler(cosine))
-    return callbacks
+    backup = ResumableBackup(
+        out_dir / "backup",
+        save_freq=config.backup_every or "epoch",
+        restore_dir=restore_dir,
+        callbacks=[shared["best"], *stateful],
+        phase=phase.name,
+    )
+    # CSVLogger after the LR callbacks (they add learning_rate to the logs), before the backup
+    # (a kill between the two re-runs the epoch; history keeps its last row).
+    return [*callbacks, *stateful, shared["csv"], backup], backup
 
 
 def _dedupe_history(path: Path) -> dict[str, list[float]]:
-    """Read history.csv keeping the last row of each epoch (a resumed epoch is logged twice)."""
+    """Rewrite history.csv with one row per epoch (the last one logged) and return it."""
     if not path.is_file():
         return {}
     with path.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    by_epoch: dict[str, dict[str, str]] = {}
+    by_epoch: dict[int, dict[str, str]] = {}
     for row in rows:
-        if row.get("epoch") == "epoch":  # a repeated header after append
+        try:
+            by_epoch[int(row.get("epoch", ""))] = row
+        except ValueError:  # a repeated header
             continue
-        by_epoch[row["epoch"]] = row
-    ordered = [by_epoch[k] for k in sorted(by_epoch, key=lambda e: int(e))]
+    ordered = [by_epoch[k] for k in sorted(by_epoch)]
     if ordered:
-        fields = list(ordered[0].keys())
+        fields = list(dict.fromkeys(k for row in ordered for k in row if k is not None))
         with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
             writer.writeheader()
@@ -316,129 +541,284 @@ def _dedupe_history(path: Path) -> dict[str, list[float]]:
     history: dict[str, list[float]] = {}
     for row in ordered:
         for key, value in row.items():
-            if key == "epoch" or value in (None, ""):
+            if key is None or key == "epoch" or value in (None, ""):
                 continue
-            history.setdefault(key, []).append(float(value))
+            try:
+                history.setdefault(key, []).append(float(value))
+            except ValueError:
+                continue
     return history
 
 
-def train(config: TrainConfig) -> TrainResult:
-    """Run one training (resuming an interrupted one in the same folder) and return its result."""
+# ------------------------------------------------------------------------------------ train
+def train(config: TrainConfig, *, model_fn: ModelFn | None = None) -> TrainResult:
+    """Run one training (resuming an interrupted one in the same folder) and return its result.
+
+    ``model_fn(class_names, image_size) -> keras.Model`` replaces the built-in architectures
+    with your own flat functional classifier (raw 0–255 input, a Dense ``"logits"`` layer
+    followed by the softmax output); ``config.arch`` is then only a label.
+
+    The global Keras dtype policy and TensorFlow op determinism are restored afterwards.
+
+    Usage: ``train(TrainConfig(data="phantoms", out="runs/a", image_size=64, weights=None))``.
+    """
+    config = config.normalized()
     config.validate()
-    run_dir = ensure_writable_dir(config.out)
+    run_dir = prepare_run_dir(config.out)
     resumed = _check_resume(run_dir, config)
 
     import keras
 
-    if config.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    strategy = make_strategy(config.strategy)
-    chief = is_chief(strategy)
-    out_dir = ensure_writable_dir(_worker_dir(run_dir, strategy))
-    keras.utils.set_random_seed(config.seed)
+    from kidney_tf.training.distribute import make_strategy
 
-    from kidney_tf.data.pipeline import build_datasets
-    from kidney_tf.data.splits import write_split_csv
-    from kidney_tf.models.builders import ARCHITECTURES
+    policy = keras.mixed_precision.global_policy()
+    determinism = _op_determinism_enabled()
+    try:
+        # The strategy first: a multi-worker strategy must exist before TensorFlow runs any op.
+        strategy = make_strategy(config.strategy)
+        if config.mixed_precision:
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        if config.deterministic:
+            import tensorflow as tf
 
-    image_size = config.image_size or ARCHITECTURES[config.arch]["image_size"]
-    source = config.split_csv or config.data
-    bundle = build_datasets(
-        source,
-        image_size=image_size,
-        batch_size=config.batch_size,
-        split="folders" if config.split_csv else config.split,
-        val_fraction=config.val_fraction,
-        test_fraction=config.test_fraction,
-        seed=config.seed,
-        crop=config.crop,
-        augment=config.augment,
-        cache=config.cache,
-        strict=config.strict,
-    )
-    log.info(bundle.describe())
-    if chief:
+            tf.config.experimental.enable_op_determinism()
+        return _Run(config, run_dir, strategy, resumed, model_fn).execute()
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+        if config.deterministic and not determinism:
+            _disable_op_determinism()
+
+
+def _op_determinism_enabled() -> bool:
+    try:
+        from tensorflow.python.framework import config as tf_config
+
+        return bool(tf_config.is_op_determinism_enabled())
+    except (ImportError, AttributeError):  # pragma: no cover - private API moved
+        return False
+
+
+def _disable_op_determinism() -> None:
+    try:
+        from tensorflow.python.framework import config as tf_config
+
+        tf_config.disable_op_determinism()
+    except (ImportError, AttributeError):  # pragma: no cover - private API moved
+        log.warning("could not switch TensorFlow op determinism off again")
+
+
+class _Run:
+    """The steps of :func:`train` after the settings and the run folder were checked."""
+
+    def __init__(self, config: TrainConfig, run_dir: Path, strategy, resumed: bool, model_fn):
+        from kidney_tf.training.distribute import is_chief, output_dir
+
+        self.config = config
+        self.run_dir = run_dir
+        self.strategy = strategy
+        self.resumed = resumed
+        self.model_fn = model_fn
+        self.chief = is_chief(strategy)
+        self.out_dir = ensure_writable_dir(output_dir(run_dir, strategy))
+
+    def execute(self) -> TrainResult:
+        import keras
+
+        config, strategy = self.config, self.strategy
+        started = time.perf_counter()
+        # Seed first: tf.data shuffles derive their seeds from the global seed, so every
+        # pipeline this run builds (and rebuilds, to resume) must see the same global seed.
+        keras.utils.set_random_seed(config.seed)
+        base = None
+        if config.init:
+            with strategy.scope():
+                base = _load_init(config)
+        image_size = self._image_size(base)
+        source = config.split_csv or config.data
+        if base is not None:
+            _check_init_classes(config, list(base.class_names), source)
+        bundle = self._datasets(source, image_size, base)
+        log.info(bundle.describe())
+        if bundle.train is None:
+            raise ValueError(f"{source}: the training split is empty")
+        steps = self._steps_per_epoch(bundle)
+        if self.chief and not self.resumed:
+            self._write_config(bundle, image_size, steps)
+
+        keras.utils.set_random_seed(config.seed)
+        with strategy.scope():
+            model = _build_model(config, base, bundle.class_names, image_size, self.model_fn)
+        stream = _TrainStream(
+            bundle,
+            lambda: self._datasets(source, image_size, base, records=bundle).train,
+            steps,
+            exact=config.deterministic,
+        )
+        history_csv = self.out_dir / "history.csv"
+        backup_dir = self.run_dir / "backup"
+        if not self._has_backup(backup_dir):
+            history_csv.unlink(missing_ok=True)  # rows of a run killed before its first backup
+
+        epochs_run = self._fit_phases(model, bundle, stream, history_csv, backup_dir)
+
+        test_metrics: dict[str, float] = {}
+        if bundle.test is not None:
+            results = model.evaluate(bundle.test, verbose=0, return_dict=True)
+            test_metrics = {k: float(v) for k, v in results.items()}
+        with atomic_path(self.out_dir / "model.keras", suffix=".keras") as tmp:
+            model.save(tmp)
+        history = _dedupe_history(history_csv)
+        if self.chief:
+            write_json_atomic(self.run_dir / "test_metrics.json", test_metrics)
+            if history:
+                from kidney_tf.evaluation.figures import plot_history
+
+                plot_history(history_csv, self.run_dir / "curves.png")
+            shutil.rmtree(backup_dir, ignore_errors=True)
+        else:
+            shutil.rmtree(self.out_dir, ignore_errors=True)
+        return TrainResult(
+            self.run_dir,
+            history,
+            test_metrics,
+            list(bundle.class_names),
+            self.resumed,
+            epochs_run,
+            time.perf_counter() - started,
+        )
+
+    # -------------------------------------------------------------------------------- pieces
+    def _image_size(self, base) -> int:
+        if self.config.image_size:
+            return int(self.config.image_size)
+        if base is not None and base.input_shape[1]:
+            return int(base.input_shape[1])
+        from kidney_tf.models.builders import ARCHITECTURES
+
+        arch = self.config.arch or DEFAULT_ARCH
+        if arch not in ARCHITECTURES:
+            raise ValueError(
+                f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}"
+            )
+        return int(ARCHITECTURES[arch]["image_size"])
+
+    def _datasets(self, source: str, image_size: int, base, records=None):
+        """The run's DataBundle; with ``records`` (a bundle), its train split rebuilt afresh."""
+        from kidney_tf.data.pipeline import build_datasets
+        from kidney_tf.data.reading import ScanResult
+
+        config = self.config
+        kwargs: dict[str, Any] = {
+            "image_size": image_size,
+            "batch_size": config.batch_size,
+            "seed": config.seed,
+            "crop": config.crop,
+            "augment": config.augment,
+            "cache": config.cache,
+        }
+        if records is not None:
+            scan = ScanResult(list(records.records["train"]), list(records.class_names), [])
+            return build_datasets(
+                scan, split="folders", val_fraction=0.0, test_fraction=0.0, **kwargs
+            )
+        return build_datasets(
+            source,
+            split="folders" if config.split_csv else config.split,
+            val_fraction=config.val_fraction,
+            test_fraction=config.test_fraction,
+            strict=config.strict,
+            class_names=list(base.class_names) if base is not None else None,
+            root=_data_root(config.data) if config.split_csv else None,
+            **kwargs,
+        )
+
+    def _steps_per_epoch(self, bundle) -> int:
+        if self.config.steps_per_epoch:
+            return int(self.config.steps_per_epoch)
+        steps = int(bundle.train.cardinality())
+        if steps < 1:
+            raise ValueError("the training dataset has no known length; set steps_per_epoch")
+        return steps
+
+    def _write_config(self, bundle, image_size: int, steps: int) -> None:
+        from kidney_tf.data.splits import write_split_csv
+
         write_json_atomic(
-            run_dir / "config.json",
+            self.run_dir / "config.json",
             {
-                "train": config.to_dict(),
+                "train": self.config.to_dict(),
                 "image_size": image_size,
+                "steps_per_epoch": steps,
                 "class_names": bundle.class_names,
                 "class_weights": {str(k): v for k, v in bundle.class_weights.items()},
                 "counts": bundle.counts,
+                "split_method": bundle.split_method,
                 "bad_files": [dataclasses.asdict(b) for b in bundle.bad_files],
                 "environment": _environment(),
+                "rerun": f"kidney-tf train --config {self.run_dir / 'config.json'} --out NEW_RUN",
             },
         )
-        write_split_csv(bundle.records, run_dir / "split.csv")
+        write_split_csv(bundle.records, self.run_dir / "split.csv")
 
-    lr = config.resolved_lr()
-    with strategy.scope():
-        model = _build_model(config, bundle.class_names, image_size)
-        _compile(model, config, bundle.class_weights, lr)
+    def _has_backup(self, backup_dir: Path) -> bool:
+        from kidney_tf.training.callbacks import read_backup_state
 
-    fit_kwargs = {"validation_data": bundle.val, "verbose": config.verbose}
-    if config.steps_per_epoch:
-        fit_kwargs["steps_per_epoch"] = config.steps_per_epoch
-    head_epochs = min(config.freeze_epochs, config.epochs) if not config.init else 0
-    if head_epochs > 0:
-        from kidney_tf.models.builders import set_backbone_trainable, unfreeze_top
-
-        marker = run_dir / "head_phase.done"
-        if not marker.exists():
-            with strategy.scope():
-                set_backbone_trainable(model, False)
-                _compile(model, config, bundle.class_weights, lr)
-            model.fit(
-                bundle.train,
-                epochs=head_epochs,
-                callbacks=_callbacks(config, out_dir, out_dir / "backup" / "head", head_epochs, lr),
-                **fit_kwargs,
-            )
-            model.save_weights(out_dir / "head_phase.weights.h5")
-            if chief:
-                marker.write_text("head phase finished\n")
-        else:
-            model.load_weights(run_dir / "head_phase.weights.h5")
-        with strategy.scope():
-            if config.unfreeze_top is None:
-                set_backbone_trainable(model, True)
-            else:
-                unfreeze_top(model, config.unfreeze_top)
-            lr = lr * 0.1
-            _compile(model, config, bundle.class_weights, lr)
-
-    if config.epochs > head_epochs:
-        model.fit(
-            bundle.train,
-            initial_epoch=head_epochs,
-            epochs=config.epochs,
-            callbacks=_callbacks(config, out_dir, out_dir / "backup", config.epochs, lr),
-            **fit_kwargs,
+        own = self.out_dir / "backup"
+        return read_backup_state(backup_dir) is not None or (
+            own != backup_dir and read_backup_state(own) is not None
         )
 
-    test_metrics: dict[str, float] = {}
-    if bundle.test is not None:
-        test_metrics = {
-            k: float(v) for k, v in model.evaluate(bundle.test, verbose=0, return_dict=True).items()
+    def _fit_phases(self, model, bundle, stream: _TrainStream, history_csv: Path, backup_dir):
+        import keras
+
+        from kidney_tf.training.callbacks import (
+            AtomicBestCheckpoint,
+            StopOnNaN,
+            Throughput,
+            read_backup_state,
+        )
+
+        config, strategy = self.config, self.strategy
+        monitor = "val_loss" if bundle.val is not None else "loss"
+        shared = {
+            "throughput": Throughput(config.batch_size),
+            "nan": StopOnNaN(),
+            "csv": keras.callbacks.CSVLogger(str(history_csv), append=True),
+            "best": AtomicBestCheckpoint(self.out_dir / "best.keras", monitor=monitor),
         }
-    with atomic_path(out_dir / "model.keras", suffix=".keras") as tmp:
-        model.save(tmp)
-    history = _dedupe_history(out_dir / "history.csv")
-    if chief:
-        write_json_atomic(run_dir / "test_metrics.json", test_metrics)
-        _plot_curves(history, run_dir / "curves.png")
-        shutil.rmtree(run_dir / "backup", ignore_errors=True)
-    else:
-        shutil.rmtree(out_dir, ignore_errors=True)
-    if config.mixed_precision:
-        keras.mixed_precision.set_global_policy("float32")
-    return TrainResult(run_dir, history, test_metrics, list(bundle.class_names), resumed)
-
-
-def _plot_curves(history: dict[str, list[float]], path: Path) -> None:
-    if not history:
-        return
-    from kidney_tf.evaluation.figures import plot_history
-
-    plot_history(history, path)
+        state = read_backup_state(backup_dir) or read_backup_state(self.out_dir / "backup")
+        phases = _phases(config)
+        names = [p.name for p in phases]
+        resume_at = names.index(state["phase"]) if state and state.get("phase") in names else 0
+        epochs_run = 0
+        for index, phase in enumerate(phases):
+            if index < resume_at:
+                continue
+            with strategy.scope():
+                _setup_phase(model, phase, config, bundle.class_weights, after_head=index > 0)
+            callbacks, backup = _callbacks(config, phase, self.out_dir, backup_dir, monitor, shared)
+            epoch, step, stopped = phase.start, 0, False
+            with strategy.scope():
+                restored = backup.restore(model)
+            if restored is not None:
+                epoch, step = int(restored["epoch"]), int(restored["step"])
+                stopped = bool(restored.get("stopped"))
+            while epoch < phase.end and not stopped:
+                end = epoch + 1 if step else phase.end
+                backup.start_segment(epoch, step)
+                model.fit(
+                    stream.dataset(epoch, step),
+                    initial_epoch=epoch,
+                    epochs=end,
+                    steps_per_epoch=stream.steps_per_epoch - step,
+                    validation_data=bundle.val,
+                    callbacks=callbacks,
+                    shuffle=False,  # the stream is shuffled (seeded) by the pipeline
+                    verbose=config.verbose,
+                )
+                epochs_run += end - epoch
+                stopped = bool(model.stop_training)
+                epoch, step = end, 0
+            if stopped and phase.name == "main":
+                break
+        return epochs_run
