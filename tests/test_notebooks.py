@@ -1,0 +1,230 @@
+"""The example notebooks: stored clean and in sync with their generator; executed top to bottom.
+
+The execution tests run each notebook on phantom data with tiny settings injected after its
+``parameters`` cell (papermill's convention, without papermill), in a temporary working folder,
+on a kernel spec that points at this interpreter (so the kernel sees the same venv).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+KERNEL_NAME = "kidney-tf-test"
+REQUIRED_PARAMETERS = {"DATA_DIR", "QUICK", "EPOCHS", "OUT_DIR", "IMAGE_SIZE"}
+
+
+# ------------------------------------------------------------------------------------ helpers
+def inject_parameters(nb: nbformat.NotebookNode, parameters: dict) -> nbformat.NotebookNode:
+    """Insert a cell tagged ``injected-parameters`` right after the ``parameters`` cell.
+
+    Papermill's convention: the notebook's defaults stay visible, the injected values win
+    because they run later. Values are written with ``repr`` (str, numbers, None, bools).
+    """
+    index = parameters_cell_index(nb)
+    source = "# Parameters injected by tests/test_notebooks.py\n" + "".join(
+        f"{name} = {value!r}\n" for name, value in parameters.items()
+    )
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["tags"] = ["injected-parameters"]
+    cell.id = "injected-parameters"
+    nb.cells.insert(index + 1, cell)
+    return nb
+
+
+def parameters_cell_index(nb: nbformat.NotebookNode) -> int:
+    """Index of the single code cell tagged ``parameters``."""
+    found = [
+        i
+        for i, cell in enumerate(nb.cells)
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", [])
+    ]
+    if len(found) != 1:
+        raise ValueError(f"expected exactly one cell tagged 'parameters', found {len(found)}")
+    return found[0]
+
+
+def install_kernel_spec(jupyter_dir: Path) -> None:
+    """A kernel spec running ipykernel on *this* interpreter (the venv), under ``jupyter_dir``."""
+    spec_dir = jupyter_dir / "kernels" / KERNEL_NAME
+    spec_dir.mkdir(parents=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "kidney_tf tests",
+        "language": "python",
+        "env": {"TF_CPP_MIN_LOG_LEVEL": "2"},
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec), encoding="utf-8")
+
+
+def execute_notebook(
+    path: Path, parameters: dict, *, workdir: Path, timeout: int
+) -> tuple[nbformat.NotebookNode, float]:
+    """Run ``path`` with ``parameters`` injected, in ``workdir``; return it and the seconds taken.
+
+    ``timeout`` bounds every cell (nbclient) and the caller checks the total.
+    """
+    from nbclient import NotebookClient
+
+    nb = inject_parameters(nbformat.read(path, as_version=4), parameters)
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name=KERNEL_NAME,
+        resources={"metadata": {"path": str(workdir)}},
+    )
+    start = time.perf_counter()
+    client.execute()
+    return nb, time.perf_counter() - start
+
+
+def load_generator():
+    spec = importlib.util.spec_from_file_location(
+        "_build_notebooks", NOTEBOOKS_DIR / "_build_notebooks.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def python_source(source: str) -> str:
+    """A cell's source with IPython syntax (``%magics``) turned into plain Python."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager().transform_cell(source)
+
+
+def parameter_names(nb: nbformat.NotebookNode) -> set[str]:
+    tree = ast.parse(nb.cells[parameters_cell_index(nb)].source)
+    return {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets}
+
+
+# ---------------------------------------------------------------------------------- fast tests
+def test_three_notebooks_exist():
+    names = [p.name for p in NOTEBOOKS]
+    assert names == [
+        "01_kidney_ct_cam_fostering.ipynb",
+        "02_brain_mri_efficientnetb1.ipynb",
+        "03_explainability.ipynb",
+    ]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_notebook_is_clean_and_valid(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{path.name}: cell {cell.id} has outputs"
+            assert cell.execution_count is None, f"{path.name}: cell {cell.id} was executed"
+            ast.parse(python_source(cell.source))  # every code cell is valid (IPython) Python
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    assert parameter_names(nb) >= REQUIRED_PARAMETERS
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_in_sync_with_generator(path):
+    expected = load_generator().build_notebook(path.name)
+    stored = nbformat.read(path, as_version=4)
+
+    def cells(nb):
+        return [(c.id, c.cell_type, c.source, c.metadata.get("tags", [])) for c in nb.cells]
+
+    assert cells(stored) == cells(expected), (
+        f"{path.name} is out of date: run python notebooks/_build_notebooks.py"
+    )
+
+
+def test_inject_parameters_follows_the_parameters_cell():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# t"), nbformat.v4.new_code_cell("A = 1")]
+    nb.cells[1].metadata["tags"] = ["parameters"]
+    nb.cells.append(nbformat.v4.new_code_cell("print(A)"))
+    inject_parameters(nb, {"A": 2, "B": None, "C": "x"})
+    assert [c.source.splitlines()[-1] for c in nb.cells[1:3]] == ["A = 1", "C = 'x'"]
+    assert nb.cells[2].metadata["tags"] == ["injected-parameters"]
+    scope: dict = {}
+    for cell in nb.cells[1:3]:
+        exec(cell.source, scope)
+    assert (scope["A"], scope["B"], scope["C"]) == (2, None, "x")
+    nb.cells[0] = nbformat.v4.new_code_cell("")
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    with pytest.raises(ValueError, match="exactly one"):
+        inject_parameters(nb, {"A": 3})
+
+
+# ------------------------------------------------------------------------------ executed tests
+# Per notebook: injected smoke-test settings, total time budget (s), figures it must display
+# inline, files it must have written.
+CASES = {
+    "01_kidney_ct_cam_fostering": (
+        {"IMAGE_SIZE": 64, "EPOCHS": 2, "FINETUNE_EPOCHS": 1, "PER_CLASS": 8, "BATCH_SIZE": 8},
+        600,
+        8,
+        [
+            "figures/class_distribution.png",
+            "figures/crop_pairs.png",
+            "baseline_curves.png",
+            "fostered_curves.png",
+            "reports/baseline/metrics.json",
+            "reports/fostered/metrics.json",
+            "reports/comparison/comparison.json",
+            "fostered.keras",
+            "export/kidney_ct/1/saved_model.pb",
+        ],
+    ),
+    "02_brain_mri_efficientnetb1": (
+        {"IMAGE_SIZE": 64, "EPOCHS": 1, "FREEZE_EPOCHS": 0, "PER_CLASS": 8, "BATCH_SIZE": 8},
+        600,
+        7,
+        [
+            "figures/samples.png",
+            "figures/augmentation.png",
+            "curves.png",
+            "report/confusion_matrix.png",
+            "report/classification_report.txt",
+            "report/cam_overlays_gradcam.png",
+        ],
+    ),
+    "03_explainability": (
+        {"IMAGE_SIZE": 64, "EPOCHS": 1, "PER_CLASS": 8, "N_IMAGES": 8},
+        600,
+        5,
+        ["run/model.keras", "run/curves.png", "reliability.png"],
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch, record_property):
+    parameters, budget, min_figures, expected_files = CASES[path.stem]
+    jupyter_dir, workdir, out = tmp_path / "jupyter", tmp_path / "work", tmp_path / "out"
+    install_kernel_spec(jupyter_dir)
+    workdir.mkdir()
+    monkeypatch.setenv("JUPYTER_PATH", str(jupyter_dir))
+    parameters = {"DATA_DIR": None, "QUICK": True, "OUT_DIR": str(out), **parameters}
+
+    nb, seconds = execute_notebook(path, parameters, workdir=workdir, timeout=budget)
+
+    record_property("runtime_s", round(seconds, 1))
+    print(f"{path.name}: {seconds:.0f} s")
+    assert seconds < budget, f"{path.name} took {seconds:.0f} s (budget {budget} s)"
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) >= min_figures, f"{path.name} displayed {len(images)} figures inline"
+    missing = [name for name in expected_files if not (out / name).exists()]
+    assert not missing, f"{path.name} did not write {missing}"
+    assert not any(workdir.iterdir()), "the notebook wrote into its working folder"
