@@ -112,6 +112,7 @@ KIDNEY: list[Cell] = [
         import kidney_tf as ktf
         from kidney_tf.data.crop import body_mask
         from kidney_tf.data.phantoms import PHANTOM_CLASSES
+        from kidney_tf.data.splits import write_split_csv
         from kidney_tf.evaluation.compare import compare_reports
         from kidney_tf.evaluation.dataset_figures import dataset_figures
         from kidney_tf.evaluation.figures import plot_history
@@ -346,6 +347,7 @@ KIDNEY: list[Cell] = [
             model, eval_bundle, out_dir=out / "reports" / "fostered", **eval_settings
         )
         model.save(out / "fostered.keras")
+        write_split_csv(bundle.records, out / "split.csv")  # the split, next to the model
         print(f"fostered accuracy {fostered_metrics['accuracy']:.3f}")
         """
     ),
@@ -431,8 +433,8 @@ KIDNEY: list[Cell] = [
         - Run on the real data: `DATA_DIR = "CT-KIDNEY-DATASET-Normal-Cyst-Tumor-Stone"`,
           `QUICK = False` (or `kidney-tf reproduce kidney-cam-fostering --data ...` from a shell;
           it resumes after an interruption).
-        - `fostered.keras` feeds `03_explainability.ipynb` (`MODEL_PATH`) for Score-CAM,
-          faithfulness and calibration.
+        - `fostered.keras` (with `split.csv` beside it) feeds `03_explainability.ipynb`
+          (`MODEL_PATH`) for Score-CAM, faithfulness and calibration.
         """
     ),
 ]
@@ -826,23 +828,24 @@ EXPLAIN: list[Cell] = [
         """
         ## A model and its test images
 
-        Either the model from `MODEL_PATH` or a ResNet-50 trained here. The evaluation datasets
-        yield the lesion masks next to the images (cropped with the same body box).
+        Either the model from `MODEL_PATH` — its test split comes from the `split.csv` saved next
+        to it, so we never explain images it was trained on — or a ResNet-50 trained here. The
+        evaluation datasets yield the lesion masks next to the images (cropped with the same body
+        box).
         """
     ),
     code(
         """
-        if DATA_DIR is None:
-            manifest = ktf.generate_phantoms(
-                "kidney-ct", out / "data" / "kidney-ct", per_class=PER_CLASS, image_size=160, seed=SEED
-            )
-            data_root = manifest.parent
-        else:
-            data_root = Path(DATA_DIR)
-
         if MODEL_PATH is None:
             from kidney_tf.training.trainer import TrainConfig, train
 
+            if DATA_DIR is None:
+                manifest = ktf.generate_phantoms(
+                    "kidney-ct", out / "data" / "kidney-ct", per_class=PER_CLASS, image_size=160, seed=SEED
+                )
+                data_root = manifest.parent
+            else:
+                data_root = Path(DATA_DIR)
             run = train(
                 TrainConfig(
                     out=str(out / "run"),
@@ -865,7 +868,15 @@ EXPLAIN: list[Cell] = [
             source, root = run.run_dir / "split.csv", data_root  # the exact split of training
         else:
             model = ktf.load_model(MODEL_PATH)
-            source, root = data_root, None  # same split settings as training (seed, "auto")
+            # Notebook 01 and `kidney-tf train` save the split next to the model: never explain
+            # images the model was trained on.
+            split_csv = Path(MODEL_PATH).with_name("split.csv")
+            if split_csv.is_file():
+                source, root = split_csv, DATA_DIR
+            elif DATA_DIR is not None:
+                source, root = Path(DATA_DIR), None  # split recomputed with the same seed
+            else:
+                raise ValueError(f"no split.csv next to {MODEL_PATH}: set DATA_DIR to its data")
 
         image_size = int(model.inputs[0].shape[1])
         crop = model.metadata.get("crop")
@@ -883,8 +894,7 @@ EXPLAIN: list[Cell] = [
         )
         print(bundle.describe())
 
-        batches = [batch for batch in bundle.test.unbatch().take(N_IMAGES).batch(N_IMAGES)]
-        images, onehot, masks = (t.numpy() for t in batches[0])
+        images, onehot, masks = (t.numpy() for t in next(iter(bundle.test.unbatch().batch(N_IMAGES))))
         labels, masks = onehot.argmax(axis=1), masks[..., 0] > 0.5
         foreground = np.stack([body_mask(image) for image in images])
         class_names = model.class_names
