@@ -447,7 +447,21 @@ class _TrainStream:
             position, train = step, self._bundle_train
         self._fresh = False
         stream = train.repeat()
-        return stream.skip(position) if position else stream
+        return shardable(stream.skip(position) if position else stream)
+
+
+def shardable(dataset):
+    """``dataset`` with auto-sharding by DATA (each worker takes every n-th batch).
+
+    The default (FILE) policy cannot shard in-memory or cached datasets across workers.
+    """
+    import tensorflow as tf
+
+    if dataset is None:
+        return None
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
 
 
 @dataclass
@@ -663,7 +677,7 @@ class _Run:
 
         test_metrics: dict[str, float] = {}
         if bundle.test is not None:
-            results = model.evaluate(bundle.test, verbose=0, return_dict=True)
+            results = model.evaluate(shardable(bundle.test), verbose=0, return_dict=True)
             test_metrics = {k: float(v) for k, v in results.items()}
         with atomic_path(self.out_dir / "model.keras", suffix=".keras") as tmp:
             model.save(tmp)
@@ -811,7 +825,7 @@ class _Run:
                     initial_epoch=epoch,
                     epochs=end,
                     steps_per_epoch=stream.steps_per_epoch - step,
-                    validation_data=bundle.val,
+                    validation_data=shardable(bundle.val),
                     callbacks=callbacks,
                     shuffle=False,  # the stream is shuffled (seeded) by the pipeline
                     verbose=config.verbose,
