@@ -276,7 +276,7 @@ def test_stop_on_nan_names_the_metric(caplog):
     stop = cb.StopOnNaN()
     stop.set_model(_compiled())
     stop.on_batch_end(3, {"loss": float("nan"), "accuracy": 0.5})
-    assert stop.model.stop_training
+    assert stop.model.stop_training and stop.stopped_at == (0, 3)
     assert "non-finite loss at batch 3" in caplog.text
 
 
@@ -402,7 +402,8 @@ def test_mixed_precision_tiny_run_is_finite_and_restores_the_policy(phantoms, tm
     assert all(math.isfinite(v) for v in losses)
     from kidney_tf._loading import load_model
 
-    model = load_model(tmp_path / "mp" / "model.keras")
+    # compile=False: Keras re-creates a plain Adam for the saved LossScaleOptimizer (a warning)
+    model = load_model(tmp_path / "mp" / "model.keras", compile=False)
     assert model.get_layer("last_conv").dtype_policy.name == "mixed_float16"
     assert model.cam_weight == pytest.approx(0.1)
 
@@ -418,3 +419,58 @@ def test_policy_restored_when_training_fails(phantoms, tmp_path):
     with pytest.raises(RuntimeError, match="model builder failed"):
         train(config, model_fn=broken)
     assert keras.mixed_precision.global_policy().name == "float32"
+
+
+@pytest.mark.slow
+def test_fostering_benchmark_smoke(tmp_path, capsys):
+    """The benchmark runs end to end with tiny settings (never a timing assertion)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_fostering.py"
+    spec = importlib.util.spec_from_file_location("bench_fostering", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench.json"
+    argv = [
+        "--arch",
+        "tiny",
+        "--image-size",
+        "32",
+        "--rounds",
+        "2",
+        "--steps",
+        "1",
+        "--out",
+        str(out),
+    ]
+    assert bench.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert set(result["images_per_sec"]) == {"plain", "exact", "gradcam"}
+    assert all(v > 0 for v in result["images_per_sec"].values())
+    assert result["throughput_ratio"]["plain"] == 1.0
+    assert all(math.isfinite(v) for v in result["overhead"].values())
+    assert "overhead" in capsys.readouterr().out
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+@pytest.mark.slow
+def test_diverging_run_stops_with_a_clear_error_and_keeps_its_backup(phantoms, tmp_path):
+    from kidney_tf.training.trainer import TrainingDivergedError
+
+    def exploding(class_names, image_size):
+        inputs = keras.Input((image_size, image_size, 3))
+        x = keras.layers.Rescaling(float("inf"))(inputs)  # 0 * inf = NaN from the first step
+        x = keras.layers.Conv2D(4, 3, name="last_conv")(x)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        x = keras.layers.Dense(len(class_names), name="logits")(x)
+        outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+        return Classifier(inputs, outputs, class_names=list(class_names))
+
+    config = TrainConfig(
+        out=str(tmp_path / "run"), data=str(phantoms), image_size=SIZE, epochs=2,
+        batch_size=8, backup_every=1, verbose=0,
+    )  # fmt: skip
+    with pytest.raises(TrainingDivergedError, match="non-finite loss in epoch 1, step 1"):
+        train(config, model_fn=exploding)
+    assert not (tmp_path / "run" / "model.keras").exists()
+    assert cb.read_backup_state(tmp_path / "run" / "backup") is None  # nothing diverged saved

@@ -78,23 +78,35 @@ class Throughput(keras.callbacks.Callback):
 
 
 class StopOnNaN(keras.callbacks.TerminateOnNaN):
-    """``TerminateOnNaN`` that also says which metric went non-finite, for the run log.
+    """``TerminateOnNaN`` that says which metric went non-finite and remembers where.
+
+    ``stopped_at`` is ``(epoch, batch)`` of the first non-finite step, else None.
 
     Usage: ``model.fit(ds, callbacks=[StopOnNaN()])``.
     """
 
+    def __init__(self):
+        super().__init__()
+        self.stopped_at: tuple[int, int] | None = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = int(epoch)
+
     def on_batch_end(self, batch, logs=None):
-        logs = logs or {}
-        bad = []
-        for key, value in logs.items():
-            try:
-                if not math.isfinite(float(value)):
-                    bad.append(key)
-            except (TypeError, ValueError):
-                continue
+        bad = [key for key, value in (logs or {}).items() if not _is_finite(value)]
         if bad:
             log.warning("Stopping: non-finite %s at batch %d", ", ".join(bad), batch)
-        super().on_batch_end(batch, logs)
+            if self.stopped_at is None:
+                self.stopped_at = (self._epoch, int(batch))
+            self.model.stop_training = True
+
+
+def _is_finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return True
 
 
 class AtomicBestCheckpoint(keras.callbacks.Callback):
@@ -310,6 +322,8 @@ class ResumableBackup(keras.callbacks.Callback):
         return offset + int(batch) + 1
 
     def on_train_batch_end(self, batch, logs=None):
+        if not all(_is_finite(v) for v in (logs or {}).values()):
+            return  # never back up a diverged state
         if self._metrics is not None:
             if self._epoch == self._first_epoch and self._first_step > 0:
                 self._merge_metrics()
@@ -321,6 +335,8 @@ class ResumableBackup(keras.callbacks.Callback):
             self._save(self._epoch, self._step_in_epoch(batch))
 
     def on_epoch_end(self, epoch, logs=None):
+        if not all(_is_finite(v) for k, v in (logs or {}).items() if not k.startswith("val_")):
+            return
         self._save(int(epoch) + 1, 0)
 
     # ---------------------------------------------------------------------------------- saving

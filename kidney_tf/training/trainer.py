@@ -213,6 +213,10 @@ class TrainConfig:
             raise FileNotFoundError(f"{weights}: backbone weights file not found")
 
 
+class TrainingDivergedError(ValueError):
+    """The loss became NaN or infinite; the run stopped (its last good backup is kept)."""
+
+
 @dataclass
 class TrainResult:
     """What :func:`train` returns: the run folder, per-epoch history and test metrics."""
@@ -656,8 +660,14 @@ class _Run:
         if bundle.train is None:
             raise ValueError(f"{source}: the training split is empty")
         steps = self._steps_per_epoch(bundle)
-        if self.chief and not self.resumed:
-            self._write_config(bundle, image_size, steps)
+        backup_dir = self.run_dir / "backup"
+        history_csv = self.out_dir / "history.csv"
+        # Settings match (checked) but no backup: killed before its first one, start afresh.
+        self.resumed = self.resumed and self._has_backup(backup_dir)
+        if not self.resumed:
+            history_csv.unlink(missing_ok=True)
+            if self.chief:
+                self._write_config(bundle, image_size, steps)
 
         keras.utils.set_random_seed(config.seed)
         with strategy.scope():
@@ -668,11 +678,6 @@ class _Run:
             steps,
             exact=config.deterministic,
         )
-        history_csv = self.out_dir / "history.csv"
-        backup_dir = self.run_dir / "backup"
-        if not self._has_backup(backup_dir):
-            history_csv.unlink(missing_ok=True)  # rows of a run killed before its first backup
-
         epochs_run = self._fit_phases(model, bundle, stream, history_csv, backup_dir)
 
         test_metrics: dict[str, float] = {}
@@ -831,6 +836,13 @@ class _Run:
                     verbose=config.verbose,
                 )
                 epochs_run += end - epoch
+                if shared["nan"].stopped_at is not None:
+                    epoch_nan, batch_nan = shared["nan"].stopped_at
+                    raise TrainingDivergedError(
+                        f"training diverged: non-finite loss in epoch {epoch_nan + 1}, step "
+                        f"{batch_nan + 1}; best.keras holds the best model so far. Try a lower "
+                        "--lr (and a new --out folder)"
+                    )
                 stopped = bool(model.stop_training)
                 epoch, step = end, 0
             if stopped and phase.name == "main":
