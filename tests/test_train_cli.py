@@ -123,6 +123,7 @@ def test_different_settings_in_the_run_folder_are_refused(phantoms, tmp_path, ca
     run.mkdir()
     old = TrainConfig(out=str(run), data=str(phantoms), epochs=3).normalized()
     (run / "config.json").write_text(json.dumps({"train": old.to_dict()}))
+    (run / "backup").mkdir()  # an interrupted run with progress to lose
     line = _fail(capsys, "--data", str(phantoms), "--epochs", "4", "--out", str(run))
     assert "different settings (epochs)" in line and "use a new --out" in line
 

@@ -142,13 +142,15 @@ def test_check_resume_rules(tmp_path):
     (run / "config.json").write_text(json.dumps({"train": {**config.to_dict(), "verbose": 0}}))
     assert _check_resume(run, config) is True  # verbosity may change on resume
     changed = TrainConfig.from_dict({**config.to_dict(), "epochs": 99, "seed": 1})
+    assert _check_resume(run, changed) is False  # nothing trained yet: new settings start afresh
+    (run / "backup").mkdir()
     with pytest.raises(FileExistsError, match=r"different settings \(epochs, seed\)"):
         _check_resume(run, changed)
     (run / "model.keras").write_bytes(b"")
+    assert _check_resume(run, config) is True  # killed after the final save: finish it
+    (run / "backup").rmdir()
     with pytest.raises(FileExistsError, match="already finished"):
         _check_resume(run, config)
-    (run / "backup").mkdir()
-    assert _check_resume(run, config) is True  # killed after the final save: finish it
     (run / "config.json").unlink()
     with pytest.raises(FileExistsError, match="no config.json"):
         _check_resume(run, config)

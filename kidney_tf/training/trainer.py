@@ -276,6 +276,13 @@ def _check_resume(run_dir: Path, config: TrainConfig) -> bool:
         for k in set(saved) | set(current)
         if k not in _RESUMABLE_KEYS and saved.get(k) != current.get(k)
     )
+    if diff and not (run_dir / "backup").exists() and not (run_dir / "model.keras").exists():
+        log.warning(
+            "%s: replacing the settings of a run that stopped before its first backup (%s)",
+            run_dir,
+            ", ".join(diff),
+        )
+        return False
     if diff:
         raise FileExistsError(
             f"{run_dir}: holds a run with different settings ({', '.join(diff)}); "
@@ -386,15 +393,20 @@ def _build_model(config: TrainConfig, base, class_names, image_size, model_fn):
         from kidney_tf.models.heads import HeadConfig
 
         head = HeadConfig(hidden_units=tuple(config.head_units), dropout=config.dropout)
-        base = build_classifier(
-            config.arch or DEFAULT_ARCH,
-            num_classes=len(class_names),
-            image_size=image_size,
-            weights=config.weights,
-            head=head,
-            bn_momentum=config.bn_momentum,
-            class_names=class_names,
-        )
+        try:
+            base = build_classifier(
+                config.arch or DEFAULT_ARCH,
+                num_classes=len(class_names),
+                image_size=image_size,
+                weights=config.weights,
+                head=head,
+                bn_momentum=config.bn_momentum,
+                class_names=class_names,
+            )
+        except RuntimeError as exc:  # ImageNet weights unavailable (offline): a user error
+            if config.weights != "imagenet":
+                raise
+            raise ValueError(f"{exc} (kidney-tf train: --weights none or a file)") from exc
     return CamFosteringModel.from_classifier(
         base,
         cam_weight=config.cam_weight,
@@ -666,12 +678,12 @@ class _Run:
         self.resumed = self.resumed and self._has_backup(backup_dir)
         if not self.resumed:
             history_csv.unlink(missing_ok=True)
-            if self.chief:
-                self._write_config(bundle, image_size, steps)
 
         keras.utils.set_random_seed(config.seed)
         with strategy.scope():
             model = _build_model(config, base, bundle.class_names, image_size, self.model_fn)
+        if self.chief and not self.resumed:  # once the model exists: a run that will train
+            self._write_config(bundle, image_size, steps)
         stream = _TrainStream(
             bundle,
             lambda: self._datasets(source, image_size, base, records=bundle).train,
