@@ -51,6 +51,7 @@ class Throughput(keras.callbacks.Callback):
         self._start = 0.0
         self._first_end: float | None = None
         self._batches = 0
+        self._last_rate = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
@@ -67,14 +68,16 @@ class Throughput(keras.callbacks.Callback):
         self._batches += 1
         if self._first_end is None:
             self._first_end = time.perf_counter()
+        self._last_rate = self._rate()
         if logs is not None:
-            logs["img/s"] = self._rate()
+            logs["img/s"] = self._last_rate
 
     def on_epoch_end(self, epoch, logs=None):
+        # The rate at the last training step: validation and checkpoints are not training.
         if logs is not None:
             logs.pop("img/s", None)
             if self._batches:
-                logs["images_per_sec"] = self._rate()
+                logs["images_per_sec"] = self._last_rate
 
 
 class StopOnNaN(keras.callbacks.TerminateOnNaN):
