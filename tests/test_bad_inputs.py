@@ -249,12 +249,6 @@ def test_pipeline_decodes_pixel_formats_like_read_image(tmp_path, mode):
     np.testing.assert_allclose(pixels, expected.astype(np.float32), atol=1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (kidney_tf/data/pipeline.py decode_image): tf.io.decode_png(channels=3) drops "
-    "the alpha channel, while reading.read_image composites RGBA on black; transparent pixels "
-    "differ between training and read_image/explain",
-)
 def test_pipeline_composites_rgba_like_read_image(tmp_path):
     pixels, expected = _pipeline_pixels(tmp_path, "RGBA")
     np.testing.assert_allclose(pixels, expected.astype(np.float32), atol=1)
@@ -406,12 +400,6 @@ def test_huge_image_is_read_with_bounded_memory(huge_images):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (kidney_tf/data/pipeline.py decode_image/resize): the pipeline decodes a "
-    "10,000 x 10,000 JPEG at full size with tf.io.decode_image and casts it to float32 before "
-    "resizing (~1.5 GB per image in flight), bypassing read_image's max_pixels bound",
-)
 def test_pipeline_reads_huge_image_with_bounded_memory(huge_images, tmp_path):
     result = _python(MEASURE_PIPELINE, str(huge_images))
     assert result["growth_mib"] < 400

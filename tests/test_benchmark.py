@@ -255,6 +255,7 @@ def test_smoke_run_writes_every_section_and_figure(smoke_report):
     assert "eager" in report["sections"]["explain"]["data"]["tiny"]["diagnosis"]["cpu"]
     timings = report["sections"]["explain"]["data"]["tiny"]["timings"]
     assert {"predict", "explainer", "compute_cams", "eager_forward", "graph_cam"} <= set(timings)
+    assert {"tape_gradient", "tape_gradient_input_watched"} <= set(timings)
     assert [p.name for p in out.parent.iterdir()] == ["bench.json"]  # atomic: no temp files
 
 

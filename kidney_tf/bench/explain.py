@@ -11,8 +11,12 @@ Measured on the same model and images (after one untimed warm-up each):
 - ``graph_cam``: the exact CAM of the model's GAP -> Dense head in one ``tf.function``
   (``CamFosteringModel.class_activation_maps`` + resize + min-max), a lower bound for what a
   graph-mode CAM costs;
-- ``eager_forward``: ``model(images)`` outside ``tf.function``, the way tf-keras-vis runs the
-  model, to show where the time goes.
+- ``eager_forward``: ``model(images)`` outside ``tf.function``, the way tf-keras-vis runs it;
+- ``tape_gradient_input_watched`` / ``tape_gradient``: eager forward + gradient of the top score
+  w.r.t. the CAM layer, with the tape watching the input (as tf-keras-vis does, which makes the
+  backward pass run through the whole network) or only the CAM layer's output;
+
+together they show where an explanation's time goes (``diagnose``).
 
 Usage: ``data = explain_throughput(model, images, batch_size=16)``
 """
@@ -47,6 +51,28 @@ def _graph_cam_fn(model):
     return maps
 
 
+def _tape_gradient_fn(model, layer: str, *, watch_input: bool):
+    """Forward pass + gradient of the top score w.r.t. the CAM layer's output, eagerly under a
+    GradientTape. ``watch_input=True`` is what tf-keras-vis does (``tape.watch(seed_inputs)``):
+    the tape then records the whole network and the gradient runs a full backward pass."""
+    import keras
+    import tensorflow as tf
+
+    view = keras.Model(model.inputs, [model.get_layer(layer).output, model.outputs[0]])
+
+    def run(images):
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            if watch_input:
+                tape.watch(images)
+            features, scores = view(images, training=False)
+            if not watch_input:
+                tape.watch(features)
+            top = tf.reduce_max(scores, axis=-1)
+        return tape.gradient(top, features)
+
+    return run
+
+
 def explain_throughput(
     model,
     images: np.ndarray,
@@ -74,15 +100,23 @@ def explain_throughput(
         explainer = CamExplainer(model, method=method, batch_size=batch_size)
     out["explainer_build"] = watch.to_dict()
     timings["explainer"] = measure(lambda: explainer.explain(images), n, repeats=repeats)
+    # The explainer is warm now: the next variants need no warm-up pass of their own
+    # (compute_cams is a one-shot function by design; eager calls are not traced).
     timings["explainer_no_upsample"] = measure(
-        lambda: explainer.explain(images, upsample=False), n, repeats=repeats
+        lambda: explainer.explain(images, upsample=False), n, repeats=repeats, warmup=False
     )
     timings["compute_cams"] = measure(
-        lambda: compute_cams(model, images, method=method, batch_size=batch_size), n
+        lambda: compute_cams(model, images, method=method, batch_size=batch_size), n, warmup=False
     )
+    model(chunks[0][:1], training=False)
     timings["eager_forward"] = measure(
-        lambda: [model(c, training=False) for c in chunks], n, repeats=repeats
+        lambda: [model(c, training=False) for c in chunks], n, repeats=repeats, warmup=False
     )
+    for watch in (True, False):
+        run = _tape_gradient_fn(model, explainer.layer, watch_input=watch)
+        timings[f"tape_gradient{'_input_watched' if watch else ''}"] = measure(
+            lambda run=run: [run(c) for c in chunks], n, repeats=repeats
+        )
     try:
         graph_cam = _graph_cam_fn(model)
     except ValueError as exc:  # head is not GAP -> Dense: no exact CAM
@@ -96,6 +130,8 @@ def explain_throughput(
         suffix = "" if variant == "explainer" else f"_{variant}"
         out[f"cost_ratio{suffix}"] = _cost(timings, variant)
     out["eager_forward_cost_ratio"] = _cost(timings, "eager_forward")
+    out["tape_gradient_cost_ratio"] = _cost(timings, "tape_gradient")
+    out["tape_gradient_input_watched_cost_ratio"] = _cost(timings, "tape_gradient_input_watched")
     out["diagnosis"] = {clock: diagnose(out, clock) for clock in ("wall", "cpu")}
     return out
 
@@ -120,8 +156,16 @@ def diagnose(data: dict[str, Any], clock: str = "wall") -> str:
     eager = cost.get("eager_forward_cost_ratio")
     if eager is not None:
         parts.append(
-            "tf-keras-vis runs the cloned model eagerly under a GradientTape (no tf.function): "
-            f"an eager forward pass alone costs {eager:.2g} predictions"
+            "tf-keras-vis runs the cloned model eagerly (no tf.function): an eager forward pass "
+            f"costs {eager:.2g} predictions"
+        )
+    watched = cost.get("tape_gradient_input_watched_cost_ratio")
+    unwatched = cost.get("tape_gradient_cost_ratio")
+    if watched is not None and unwatched is not None:
+        parts.append(
+            "it watches the INPUT on its GradientTape, so the gradient to the CAM layer runs "
+            f"a full backward pass: forward + gradient cost {watched:.2g} predictions, against "
+            f"{unwatched:.2g} when the tape only watches the CAM layer's output"
         )
     no_up = cost.get("cost_ratio_explainer_no_upsample")
     if no_up is not None:

@@ -137,9 +137,17 @@ def training_throughput(
 
 
 def pipeline_figures(
-    arch: str, pipe: Mapping[str, Any], train: Mapping[str, Any], clock: str = "wall"
+    arch: str,
+    pipe: Mapping[str, Any],
+    train: Mapping[str, Any],
+    clock: str = "wall",
+    parallel: Mapping[str, Any] | None = None,
 ) -> list[Figure]:
-    """The pipeline ÷ training ratios (cold and cached) for one architecture, with the 5x goal."""
+    """The pipeline ÷ training ratios (cold and cached) for one architecture, with the 5x goal.
+
+    ``parallel``: the same pipeline with ``deterministic=False`` (parallel augmentation), quoted
+    in the notes.
+    """
     figures = []
     other = "cpu" if clock == "wall" else "wall"
     for epoch in ("cold", "cached"):
@@ -158,10 +166,20 @@ def pipeline_figures(
                     f"{clock} second at {train.get('image_size')} px, batch "
                     f"{train.get('batch_size')} (by {other} time: "
                     f"{_fmt(ratio(pick(rates, other), pick(trains, other)))}x)"
+                    + _parallel_note(parallel, epoch, trains, clock)
                 ),
             )
         )
     return figures
+
+
+def _parallel_note(
+    parallel: Mapping[str, Any] | None, epoch: str, trains: Mapping[str, Any], clock: str
+) -> str:
+    if not parallel:
+        return ""
+    value = ratio(pick(parallel.get(f"{epoch}_images_per_s"), clock), pick(trains, clock))
+    return f"; with deterministic=False (parallel augmentation): {_fmt(value)}x"
 
 
 def _fmt(value: Any) -> str:

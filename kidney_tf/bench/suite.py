@@ -257,7 +257,7 @@ def _section_pipeline(ctx: _Context, result: SectionResult) -> None:
             "pipeline_nondeterministic": parallel,
             "training": train,
         }
-        result.figures.extend(pipeline_figures(arch, pipe, train, ctx.clock))
+        result.figures.extend(pipeline_figures(arch, pipe, train, ctx.clock, parallel))
 
 
 def _section_fostering(ctx: _Context, result: SectionResult) -> None:
