@@ -78,9 +78,7 @@ def test_same_seed_same_phantom_bytes(tmp_path):
 def _first_batch(manifest: Path, seed: int):
     from kidney_tf.data.pipeline import build_datasets
 
-    bundle = build_datasets(
-        manifest, image_size=32, batch_size=4, seed=seed, augment=True, crop="body"
-    )
+    bundle = build_datasets(manifest, image_size=32, batch_size=4, seed=seed, augment=True)
     images, labels = next(iter(bundle.train))
     return images.numpy(), labels.numpy(), _as_paths(bundle.records)
 
