@@ -230,6 +230,7 @@ TINY = {
     "epochs": 1,
     "batch_size": 8,
     "max_cam_images": 8,
+    "faithfulness_images": 2,
     "verbose": 0,
 }
 
@@ -278,20 +279,46 @@ def test_kidney_pipeline_end_to_end_and_resume(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_brain_pipeline_end_to_end_via_cli(tmp_path, capsys):
-    from kidney_tf.cli.main import main
+def test_brain_pipeline_end_to_end(tmp_path):
+    from kidney_tf.pipelines.reproduce import reproduce
 
     out = tmp_path / "brain"
-    argv = ["reproduce", BRAIN, "--quick", "--out", str(out), "--image-size", "64"]
-    argv += ["--per-class", "6", "--epochs", "1", "--batch-size", "8", "--max-cam-images", "8"]
-    assert main(argv + ["-q"]) == 0
-    printed = capsys.readouterr().out
-    assert "Brain MRI" in printed and "| accuracy |" in printed
+    summary = reproduce(BRAIN, out, quick=True, **TINY)
+    assert "Brain MRI" in (out / "summary.md").read_text()
     crop = json.loads((out / "stages" / "crop.json").read_text())["result"]
     assert crop["cropped"] == 24 and crop["masks"] > 0
     assert (out / "data" / "cropped" / "crop_boxes.csv").is_file()
-    summary = json.loads((out / "summary.json").read_text())
     assert list(summary["results"]) == ["model"]
     assert summary["training"]["model"]["epochs_run"] == 1
+    assert summary["results"]["model"]["outside_fraction"] is not None  # brain foreground
     meta = json.loads((out / "export" / "1" / "assets.extra" / "kidney_tf_export.json").read_text())
     assert meta["crop"] == "brain"  # the SavedModel crops raw uploads like the training files
+
+
+def test_cli_prints_the_summary_table(tmp_path, monkeypatch, capsys):
+    import kidney_tf.pipelines.reproduce as rp
+    from kidney_tf.cli.main import main
+
+    calls = []
+
+    def fake(pipeline, out, *, quick, data, **overrides):
+        calls.append((pipeline, quick, data, overrides))
+        return {"fake": True}
+
+    monkeypatch.setattr(rp, "reproduce", fake)
+    monkeypatch.setattr(rp, "summary_table", lambda summary: "| metric | table |")
+    assert main(["demo", "--out", str(tmp_path), "--epochs", "2"]) == 0
+    assert main(["reproduce", BRAIN, "--out", str(tmp_path), "--data", "d", "-q"]) == 0
+    assert "| metric | table |" in capsys.readouterr().out
+    assert calls == [
+        (KIDNEY, True, None, {"epochs": 2, "verbose": 2}),
+        (BRAIN, False, "d", {"verbose": 0}),
+    ]
+
+
+def test_cli_reports_a_missing_dataset(tmp_path, capsys):
+    from kidney_tf.cli.main import main
+
+    argv = ["reproduce", KIDNEY, "--out", str(tmp_path / "o"), "--data", str(tmp_path / "x")]
+    assert main(argv) == 2
+    assert "x: data folder not found" in capsys.readouterr().err

@@ -83,6 +83,7 @@ class ReproduceConfig:
     phantom_per_class: int = 150
     phantom_image_size: int = 256
     max_cam_images: int | None = None
+    faithfulness_images: int = 16
     seed: int = 42
     split: str = "auto"
     val_fraction: float = 0.15
@@ -329,6 +330,7 @@ def _evaluate(
         crop=crop or "none",
         foreground=foreground,
         max_cam_images=config.max_cam_images,
+        faithfulness_images=config.faithfulness_images,
         batch_size=config.batch_size,
         data_root=data_root,
     )
@@ -404,7 +406,7 @@ def reproduce(
         pipeline, str(out), quick=quick, data=None if data is None else str(data), **overrides
     )
     out = ensure_writable_dir(config.out)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
     params = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_KEYS}
     runner = StageRunner(out, params=params, resumable_keys=RESUMABLE_KEYS)
     write_json_atomic(out / "reproduce.json", {"quick": quick, **config.to_dict()})
@@ -474,10 +476,24 @@ def reproduce(
         stage_seconds=runner.seconds(),
         resumed=list(runner.skipped),
         wall_seconds=time.perf_counter() - started,
+        cpu_seconds=_cpu_seconds() - cpu_started,
     )
     write_json_atomic(out / "summary.json", summary)
     write_text_atomic(out / "summary.md", summary_table(summary))
     return summary
+
+
+def _cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its finished children, in seconds.
+
+    On a shared machine wall time depends on the other load; CPU time does not, so the summary
+    reports both (wall on N free cores ≈ CPU / N for TensorFlow's parallel kernels).
+    """
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def load_summary(out: str | Path) -> dict[str, Any]:

@@ -174,6 +174,7 @@ def build_summary(
     stage_seconds: dict[str, float],
     resumed: list[str],
     wall_seconds: float,
+    cpu_seconds: float | None = None,
 ) -> dict[str, Any]:
     """The summary dict written to ``OUT/summary.json`` (see the module docstring)."""
     pipeline = config["pipeline"]
@@ -247,6 +248,7 @@ def build_summary(
         "stage_seconds": stage_seconds,
         "resumed_stages": resumed,
         "wall_seconds": round(wall_seconds, 1),
+        "cpu_seconds": None if cpu_seconds is None else round(cpu_seconds, 1),
     }
 
 
@@ -308,17 +310,18 @@ def summary_table(summary: dict[str, Any]) -> str:
     lines += [""] + [f"Note: {n}" for n in summary.get("notes", [])]
     training = summary.get("training", {})
     timing = ", ".join(
-        f"{n} {t.get('epochs_run')} epochs ({_fmt(t.get('seconds_per_epoch'), 1)} s/epoch)"
+        f"{n} {t.get('epochs_run')} epochs in {_fmt(t.get('seconds'), 0)} s (incl. setup)"
         for n, t in training.items()
     )
+    cpu = summary.get("cpu_seconds")
+    resumed = summary.get("resumed_stages") or []
     lines += [
         "",
-        f"Training: {timing}. Wall time of this invocation: {summary['wall_seconds']:.0f} s"
-        + (
-            f" (resumed; skipped {', '.join(summary['resumed_stages'])})"
-            if summary.get("resumed_stages")
-            else ""
-        ),
+        f"Training: {timing}.",
+        f"This invocation: {summary['wall_seconds']:.0f} s wall"
+        + (f", {cpu:.0f} s CPU" if cpu is not None else "")
+        + (f" (resumed: skipped {', '.join(resumed)})" if resumed else "")
+        + ".",
     ]
     if summary.get("comparison"):
         lines.append(f"Comparison report: {summary['comparison']}/comparison.html")
