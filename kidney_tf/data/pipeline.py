@@ -44,6 +44,7 @@ log = get_logger(__name__)
 CROP_MODES: tuple[str, ...] = ("brain", "body")
 #: Formats TensorFlow decodes in the graph; anything else goes through ``reading.read_image``.
 TF_NATIVE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
+JPEG_WORKING_SIDE = 1024
 _PNG_MAGIC = b"\x89PNG"
 
 
@@ -383,30 +384,67 @@ def resize(image: tf.Tensor, size: int) -> tf.Tensor:
 def decode_image(path: tf.Tensor, *, native: bool = True) -> tf.Tensor:
     """Read and decode one image file to uint8 ``[H, W, 3]`` inside the graph.
 
-    Gray is tiled to RGB. PNGs are decoded at 16 bits and scaled by 1/257 with rounding, so
-    16-bit scans map like ``reading.read_image`` (``round(v * 255 / 65535)``) and 8-bit PNGs are
-    exact; a PNG alpha channel is dropped (``read_image`` composites on black; the serving
-    signature in ``kidney_tf.export.image_bytes`` mirrors this function). ``native=False``
-    routes through ``reading.read_image`` (TIFF, DICOM).
+    ``native=False`` routes through ``reading.read_image`` (TIFF, DICOM); otherwise the bytes go
+    through ``decode_image_bytes``, the one in-graph decoder (the serving signatures use it too).
     """
     if not native:
         image = tf.numpy_function(_read_image_np, [path], tf.uint8, stateful=False)
         image.set_shape([None, None, 3])
         return image
-    data = tf.io.read_file(path)
+    return decode_image_bytes(tf.io.read_file(path))
+
+
+def decode_image_bytes(data: tf.Tensor, *, working_side: int = JPEG_WORKING_SIDE) -> tf.Tensor:
+    """Encoded JPEG/PNG/GIF/BMP bytes -> uint8 ``[H, W, 3]``, like ``reading.read_image``.
+
+    - Gray is tiled to RGB; an alpha channel is composited on black (as ``read_image`` does).
+    - PNGs are decoded at 16 bits and scaled by 1/257 with rounding, so 16-bit scans map like
+      ``read_image`` (``round(v * 255 / 65535)``) and 8-bit PNGs are exact.
+    - Memory stays bounded: a JPEG whose shorter side exceeds ``2 * working_side`` is decoded at
+      1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling), keeping the shorter side >= ``working_side``
+      — far above any model input — so a 10,000 x 10,000 scan costs ~5 MB, not ~1.5 GB.
+    """
     is_png = tf.equal(tf.strings.substr(data, 0, 4), _PNG_MAGIC)
-    image = tf.cond(
-        is_png,
-        lambda: _png_to_uint8(tf.io.decode_png(data, channels=3, dtype=tf.uint16)),
-        lambda: tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8),
+    is_jpeg = tf.equal(tf.strings.substr(data, 0, 2), b"\xff\xd8")
+    image = tf.case(
+        [
+            (is_png, lambda: _png_to_uint8(tf.io.decode_png(data, channels=0, dtype=tf.uint16))),
+            (is_jpeg, lambda: _decode_jpeg_bounded(data, working_side)),
+        ],
+        default=lambda: tf.io.decode_image(
+            data, channels=3, expand_animations=False, dtype=tf.uint8
+        ),
+        exclusive=False,
     )
     image.set_shape([None, None, 3])
     return image
 
 
+def _decode_jpeg_bounded(data: tf.Tensor, working_side: int) -> tf.Tensor:
+    shape = tf.image.extract_jpeg_shape(data)
+    shorter = tf.minimum(shape[0], shape[1])
+    # Largest of 1, 2, 4, 8 that keeps the shorter side >= working_side.
+    index = tf.reduce_sum(
+        tf.cast(shorter // tf.constant([2, 4, 8], tf.int32) >= working_side, tf.int32)
+    )
+    branches = [
+        (lambda r=ratio: tf.io.decode_jpeg(data, channels=3, ratio=r)) for ratio in (1, 2, 4, 8)
+    ]
+    return tf.switch_case(index, branches)
+
+
 def _png_to_uint8(image16: tf.Tensor) -> tf.Tensor:
-    """uint16 PNG pixels (8-bit PNGs arrive multiplied by 257) -> uint8 0..255."""
-    scaled = tf.math.round(tf.cast(image16, tf.float32) / 257.0)
+    """uint16 PNG pixels with 1-4 channels (8-bit PNGs arrive x257) -> uint8 RGB 0..255."""
+    pixels = tf.cast(image16, tf.float32)
+    channels = tf.shape(pixels)[-1]
+    color = tf.cond(
+        channels < 3, lambda: tf.tile(pixels[..., :1], [1, 1, 3]), lambda: pixels[..., :3]
+    )
+    has_alpha = tf.logical_or(tf.equal(channels, 2), tf.equal(channels, 4))
+    alpha = tf.cond(
+        has_alpha, lambda: pixels[..., -1:] / 65535.0, lambda: tf.ones_like(pixels[..., :1])
+    )
+    scaled = tf.math.round(color * alpha / 257.0)
     return tf.cast(tf.clip_by_value(scaled, 0.0, 255.0), tf.uint8)
 
 

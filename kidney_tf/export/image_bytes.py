@@ -19,7 +19,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from kidney_tf.data import crop_tf
-from kidney_tf.data.pipeline import resize
+from kidney_tf.data.pipeline import decode_image_bytes, resize
 
 CROP_MODES = ("brain", "body")
 
@@ -64,23 +64,12 @@ def decode_one(
 
 
 def decode_bytes(data: tf.Tensor) -> tf.Tensor:
-    """Encoded image -> uint8 ``[h, w, 3]``, decoded like the training pipeline reads files.
+    """Encoded image -> uint8 ``[h, w, 3]``, decoded exactly as the training pipeline reads files.
 
-    PNGs are decoded at 16 bits and scaled by 1/257 with rounding (``kidney_tf.data.pipeline``
-    does the same), other formats with ``tf.io.decode_image``; gray is tiled to RGB, alpha dropped.
+    Delegates to ``kidney_tf.data.pipeline.decode_image_bytes`` (one decoder for training and
+    serving: gray tiled to RGB, alpha composited on black, 16-bit PNG scaled, huge JPEGs bounded).
     """
-    is_png = tf.equal(tf.strings.substr(data, 0, 4), b"\x89PNG")
-
-    def png() -> tf.Tensor:
-        pixels = tf.cast(tf.io.decode_png(data, channels=3, dtype=tf.uint16), tf.float32)
-        return tf.cast(tf.clip_by_value(tf.math.round(pixels / 257.0), 0.0, 255.0), tf.uint8)
-
-    def other() -> tf.Tensor:
-        return tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
-
-    image = tf.cond(is_png, png, other)
-    image.set_shape([None, None, 3])
-    return image
+    return decode_image_bytes(data)
 
 
 def prepare_image(
