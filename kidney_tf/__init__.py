@@ -63,6 +63,11 @@ _LAZY_ATTRS: dict[str, str] = {
     # training
     "WeightedCrossEntropy": "kidney_tf.training.losses",
     "CamFosteringModel": "kidney_tf.training.fostering",
+    "TrainConfig": "kidney_tf.training.trainer",
+    "TrainResult": "kidney_tf.training.trainer",
+    "train": "kidney_tf.training.trainer",
+    "ResumableBackup": "kidney_tf.training.callbacks",
+    "make_strategy": "kidney_tf.training.distribute",
     # explain
     "compute_cams": "kidney_tf.explain.cams",
     "normalized_entropy": "kidney_tf.explain.statistics",
