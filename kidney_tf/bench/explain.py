@@ -174,7 +174,7 @@ def diagnose(data: dict[str, Any], clock: str = "wall") -> str:
     one_shot = cost.get("cost_ratio_compute_cams")
     if one_shot is not None and one_shot > total:
         parts.append(
-            f"compute_cams builds (clones) a new explainer per call: {one_shot / total:.2g}x "
+            f"compute_cams builds (clones) a new explainer per call: {one_shot / total:.2f}x "
             "the cost of reusing one CamExplainer"
         )
     graph = cost.get("cost_ratio_graph_cam")
