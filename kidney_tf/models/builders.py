@@ -275,8 +275,8 @@ def last_conv_layer_name(model: keras.Model) -> str:
     """
     arch = (getattr(model, "metadata", None) or {}).get("arch")
     names = [layer.name for layer in model.layers]
-    if arch:
-        candidate = _arch_spec(arch)["last_conv"]
+    if arch in ARCHITECTURES:  # an unknown arch (a user's own model) falls back to the search
+        candidate = ARCHITECTURES[arch]["last_conv"]
         if candidate in names:
             return candidate
     for spec in ARCHITECTURES.values():
