@@ -255,3 +255,20 @@ def test_pipeline_refuses_escaping_manifests(data_root):
     )
     with pytest.raises(ValueError, match="escapes the data root"):
         build_datasets(manifest, image_size=16, batch_size=1)
+
+
+def test_manifest_symlink_cannot_escape_the_data_root(tmp_path):
+    import pytest
+
+    from kidney_tf.data.reading import read_manifest
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(b"not really an image")
+    root = tmp_path / "data"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "link.png").symlink_to(outside / "secret.png")
+    manifest = root / "manifest.csv"
+    manifest.write_text("path,label,split,mask_path\na/link.png,a,,\n")
+    with pytest.raises(ValueError, match="leads outside the data root"):
+        read_manifest(manifest, validate=False)

@@ -653,6 +653,12 @@ def _inside(base: Path, text: str, *, allow_absolute: bool, where: str) -> Path:
     normal = Path(os.path.normpath(candidate))
     if normal != base and base not in normal.parents:
         raise ValueError(f"{where}: path {text!r} escapes the data root {base}")
+    # Lexically inside is not enough: a symbolic link inside the root may point anywhere.
+    real, real_base = normal.resolve(), base.resolve()
+    if real != real_base and real_base not in real.parents:
+        raise ValueError(
+            f"{where}: path {text!r} is a link that leads outside the data root {base} (to {real})"
+        )
     return normal
 
 
