@@ -547,6 +547,24 @@ def test_train_evaluate_crop_skip_bad_files_and_never_touch_inputs(tmp_path, cap
     assert metrics["n_images"] == sum(1 for line in (run / "split.csv").open() if ",test," in line)
     assert tree_state(root) == before
 
+    # Evaluating the raw folder screens it again: bad files are skipped and listed, or --strict fails.
+    code, out, err = run_cli(
+        capsys,
+        *("evaluate", "--model", run / "model.keras", "--data", root, "--out", tmp_path / "r2"),
+        *("--max-cam-images", "0", "--extra-methods", "", "--quiet"),
+    )
+    assert code == 0, err
+    skipped = json.loads((tmp_path / "r2" / "metrics.json").read_text())["data"]
+    assert sorted(Path(b["path"]).name for b in skipped["skipped_bad_files"]) == sorted(bad_files())
+    code, _, err = run_cli(
+        capsys,
+        *("evaluate", "--model", run / "model.keras", "--data", root, "--out", tmp_path / "r3"),
+        *("--max-cam-images", "0", "--extra-methods", "", "--quiet", "--strict"),
+    )
+    assert code == 2 and any(name in err for name in bad_files()), err
+    assert not list((tmp_path / "r3").rglob("*"))  # nothing written before the failure
+    assert tree_state(root) == before
+
     code, out, err = run_cli(capsys, "data", "crop", "--src", root, "--dst", cropped, "--size", 24)
     assert code == 0, err
     assert f"skipped: {len(bad_files())}" in out

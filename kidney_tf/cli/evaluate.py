@@ -71,6 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-cam-images", type=int, help="CAMs for the first N images (0: none)")
     p.add_argument("--image-size", type=int, help="expected input size; checked against the model")
+    p.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
     p.add_argument("--temperature", help="a number, or 'fit' to fit it on the validation split")
     p.add_argument("--seed", type=int, help="split seed (default: the run's, else 42)")
     p.add_argument("--split-method", choices=("auto", "folders", "stratified", "grouped"))
@@ -180,7 +181,11 @@ def run(args: argparse.Namespace) -> int:
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         data_root=data_root,
+        strict=args.strict,
     )
+    skipped = metrics.get("data", {}).get("skipped_bad_files") or []
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable file(s); see metrics.json data.skipped_bad_files")
     if not args.quiet:
         cam = metrics.get("cam") or {}
         print(

@@ -138,6 +138,7 @@ def resolve_data(
     test_fraction: float = 0.15,
     need_val: bool = False,
     data_root: str | os.PathLike | None = None,
+    strict: bool = False,
 ) -> EvalData:
     """Turn a DataBundle, a ``tf.data.Dataset`` or a folder/CSV path into ``EvalData``.
 
@@ -174,6 +175,7 @@ def resolve_data(
                 with_masks=True,
                 class_names=class_names,
                 root=data_root,
+                strict=strict,
             )
         except ValueError as exc:
             if "not in class_names" in str(exc):
@@ -208,7 +210,13 @@ def _from_bundle(bundle, split, class_names, image_size, need_val, *, source) ->
         source=source,
         split_method=getattr(bundle, "split_method", ""),
         val_dataset=bundle.val if need_val else None,
-        info={"counts": getattr(bundle, "counts", {})},
+        info={
+            "counts": getattr(bundle, "counts", {}),
+            "bad_files": [
+                {"path": str(b.path), "reason": str(b.reason)}
+                for b in getattr(bundle, "bad_files", [])
+            ],
+        },
     )
 
 
@@ -286,6 +294,7 @@ def evaluate_model(
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
     data_root: str | os.PathLike | None = None,
+    strict: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on one split of ``data`` and write the report folder ``out_dir``.
 
@@ -329,6 +338,7 @@ def evaluate_model(
         test_fraction=test_fraction,
         need_val=fit_t,
         data_root=data_root,
+        strict=strict,
     )
     names = ev.class_names
     num_outputs = int(model.outputs[0].shape[-1])
@@ -399,7 +409,11 @@ def evaluate_model(
     metrics: dict[str, Any] = {
         "kidney_tf_version": __version__,
         "split": split,
-        "data": {"source": ev.source, "split_method": ev.split_method},
+        "data": {
+            "source": ev.source,
+            "split_method": ev.split_method,
+            "skipped_bad_files": ev.info.get("bad_files", []),
+        },
         "model": {
             "name": getattr(model, "name", ""),
             "arch": meta.get("arch"),
