@@ -84,6 +84,7 @@ class ReproduceConfig:
     phantom_image_size: int = 256
     max_cam_images: int | None = None
     faithfulness_images: int = 16
+    native_grid_statistics: bool = True
     seed: int = 42
     split: str = "auto"
     val_fraction: float = 0.15
@@ -150,7 +151,7 @@ QUICK: dict[str, dict[str, Any]] = {
     KIDNEY: {
         "image_size": 128,
         "batch_size": 16,
-        "epochs": 8,
+        "epochs": 10,
         "lr": 1e-3,
         "lr_schedule": "cosine",
         "patience": 0,
@@ -334,7 +335,29 @@ def _evaluate(
         batch_size=config.batch_size,
         data_root=data_root,
     )
-    return {"report": str(report), "metrics": headline(metrics)}
+    result = headline(metrics)
+    if config.native_grid_statistics and result.get("cam_images"):
+        from kidney_tf.evaluation.report import model_input_size
+        from kidney_tf.pipelines.native_grid import (
+            native_grid_statistics,
+            upsampled_entropy_floor,
+        )
+
+        result.update(
+            native_grid_statistics(
+                model,
+                split_csv,
+                data_root=data_root,
+                crop=crop,
+                max_images=config.max_cam_images,
+                batch_size=config.batch_size,
+            )
+        )
+        if result.get("cam_grid"):
+            result["entropy_floor"] = upsampled_entropy_floor(
+                tuple(result["cam_grid"]), model_input_size(model)
+            )
+    return {"report": str(report), "metrics": result}
 
 
 def headline(metrics: dict[str, Any]) -> dict[str, Any]:
