@@ -432,10 +432,10 @@ def reproduce(
     started, cpu_started = time.perf_counter(), _cpu_seconds()
     params = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_KEYS}
     runner = StageRunner(out, params=params, resumable_keys=RESUMABLE_KEYS)
-    write_json_atomic(out / "reproduce.json", {"quick": quick, **config.to_dict()})
     kidney = config.pipeline == KIDNEY
 
-    data_info = runner.run("data", lambda: _stage_data(config, out))
+    data_info = runner.run("data", lambda: _stage_data(config, out))  # refuses other settings
+    write_json_atomic(out / "reproduce.json", {"quick": quick, **config.to_dict()})
     runner.run("verify", lambda: _stage_verify(config, data_info, out))
     root = data_info["root"]
     # Kidney: the body crop runs inside the tf.data pipeline (and in the SavedModel).

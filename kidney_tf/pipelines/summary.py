@@ -337,7 +337,7 @@ def summary_table(summary: dict[str, Any]) -> str:
         for check in summary["checks"]:
             mark = {True: "PASS", False: "FAIL", None: "n/a"}[check["passed"]]
             lines.append(f"- [{mark}] {check['check']}: {check['detail']}")
-    warnings = [w for n in names for w in results[n].get("shortcut_warnings") or []]
+    warnings = [f"{n}: {w}" for n in names for w in results[n].get("shortcut_warnings") or []]
     if warnings:
         lines += ["", "Shortcut warnings:"] + [f"- {w}" for w in warnings]
     lines += [""] + [f"Note: {n}" for n in summary.get("notes", [])]
