@@ -59,7 +59,7 @@ _LAZY_ATTRS: dict[str, str] = {
     "set_backbone_trainable": "kidney_tf.models.builders",
     "unfreeze_top": "kidney_tf.models.builders",
     "save_backbone_weights": "kidney_tf.models.builders",
-    "balanced_class_weights": "kidney_tf.training.losses",
+    "balanced_class_weights": "kidney_tf.data.class_weights",
     # training
     "WeightedCrossEntropy": "kidney_tf.training.losses",
     "CamFosteringModel": "kidney_tf.training.fostering",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import importlib
+
+from kidney_tf.cli.main import register_modules
 
 SUBCOMMAND_MODULES = ("phantom", "crop", "verify", "figures")
 
@@ -16,11 +17,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
-    for name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"kidney_tf.cli._data_{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"kidney_tf.cli._data_{name}":
-                continue
-            raise
-        module.register(sub)
+    register_modules(sub, "kidney_tf.cli", [f"_data_{name}" for name in SUBCOMMAND_MODULES])

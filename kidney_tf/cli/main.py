@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from kidney_tf import __version__
 from kidney_tf.utils.logging import configure_cli_logging
 
-# Order is the order shown in --help. A module that does not exist yet is simply not listed.
+# Order is the order shown in --help.
 COMMAND_MODULES = (
     "demo",
     "data",
@@ -41,15 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"kidney_tf {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"kidney_tf.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"kidney_tf.cli.{name}":
-                continue
-            raise
-        module.register(subparsers)
+    register_modules(subparsers, "kidney_tf.cli", COMMAND_MODULES)
     return parser
+
+
+def register_modules(subparsers, package: str, names: Sequence[str]) -> None:
+    """Let each module ``<package>.<name>`` add its parser(s) via its ``register(subparsers)``."""
+    for name in names:
+        importlib.import_module(f"{package}.{name}").register(subparsers)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:

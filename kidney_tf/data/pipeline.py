@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from kidney_tf.data import reading
 from kidney_tf.data.augment import AugmentConfig, build_augmenter
+from kidney_tf.data.class_weights import balanced_class_weights
 from kidney_tf.data.reading import BadFile, ImageRecord, ScanResult
 from kidney_tf.data.splits import (
     DEFAULT_BLOCK_SIZE,
@@ -244,19 +245,10 @@ def class_weights_for(
 
     Usage: ``class_weights_for(splits["train"], ["Cyst", "Normal", "Stone", "Tumor"])``.
     """
-    from sklearn.utils.class_weight import compute_class_weight
-
-    labels = np.asarray([class_names.index(r.label) for r in records])
-    weights = {i: 1.0 for i in range(len(class_names))}
-    if len(labels) == 0:
-        return weights
-    present = np.unique(labels)
-    values = compute_class_weight("balanced", classes=present, y=labels)
-    weights.update({int(c): float(w) for c, w in zip(present, values)})
-    missing = [class_names[i] for i in range(len(class_names)) if i not in set(present.tolist())]
-    if missing:
-        log.warning("Classes absent from the training split: %s", ", ".join(missing))
-    return weights
+    if not records:
+        return dict.fromkeys(range(len(class_names)), 1.0)
+    labels = [list(class_names).index(r.label) for r in records]
+    return balanced_class_weights(labels, len(class_names), class_names=class_names)
 
 
 # --------------------------------------------------------------------------------------------

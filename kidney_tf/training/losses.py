@@ -16,9 +16,9 @@ import math
 from collections.abc import Mapping, Sequence
 
 import keras
-import numpy as np
 from keras import ops
 
+from kidney_tf.data.class_weights import balanced_class_weights
 from kidney_tf.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -97,36 +97,6 @@ class WeightedCrossEntropy(keras.losses.Loss):
             "from_logits": self.from_logits,
             "label_smoothing": self.label_smoothing,
         }
-
-
-def balanced_class_weights(labels, num_classes: int) -> dict[int, float]:
-    """``n_samples / (n_classes_present * count_c)`` per class (scikit-learn's "balanced").
-
-    ``labels``: int class indices ``[N]`` or one-hot ``[N, C]``. Classes absent from ``labels``
-    get weight 1.0 (with a warning).
-
-    Usage: ``balanced_class_weights([0, 0, 1, 2, 3], num_classes=4)``.
-    """
-    from sklearn.utils.class_weight import compute_class_weight
-
-    labels = np.asarray(labels)
-    if labels.ndim == 2:
-        labels = labels.argmax(axis=-1)
-    labels = labels.astype(int).reshape(-1)
-    if labels.size == 0:
-        raise ValueError("no labels given")
-    if labels.min() < 0 or labels.max() >= num_classes:
-        raise ValueError(
-            f"labels must be in [0, {num_classes}), got {labels.min()}..{labels.max()}"
-        )
-    present = np.unique(labels)
-    weights = dict.fromkeys(range(num_classes), 1.0)
-    values = compute_class_weight("balanced", classes=present, y=labels)
-    weights.update({int(c): float(w) for c, w in zip(present, values)})
-    missing = sorted(set(range(num_classes)) - {int(c) for c in present})
-    if missing:
-        log.warning("classes %s have no samples; their class weight is 1.0", missing)
-    return weights
 
 
 __all__ = ["WeightedCrossEntropy", "balanced_class_weights"]
