@@ -171,3 +171,34 @@ def test_gradcam_plus_plus_equals_tf_keras_vis_when_logits_are_moderate(model, i
     )  # fmt: skip
     ours = cams.compute_cams(model, images, method="gradcam++", class_index=[2, 0, 1])
     np.testing.assert_allclose(ours, direct, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "layercam"])
+def test_gradient_cams_split_at_the_layer_equal_the_whole_model_computation(model, images, method):
+    split = cams.CamExplainer(model, method=method)
+    whole = cams.CamExplainer(model, method=method, split=False)
+    assert split._trunk is not None and whole._trunk is None
+    for class_index in (None, [2, 0, 1]):
+        a = split.explain(images, class_index=class_index)
+        b = whole.explain(images, class_index=class_index)
+        np.testing.assert_allclose(a.maps, b.maps, atol=1e-5)
+        np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-6)
+        np.testing.assert_array_equal(a.class_index, b.class_index)
+        assert a.native_shape == b.native_shape == (SIZE // 2, SIZE // 2)
+    native = split.explain(images, upsample=False).maps
+    np.testing.assert_allclose(native, whole.explain(images, upsample=False).maps, atol=1e-5)
+
+
+def test_a_skip_connection_around_the_cam_layer_falls_back_to_the_whole_model(images):
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inputs)
+    cam = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="cam")(x)
+    x = keras.layers.Add()([x, cam])  # reads a tensor from below the CAM layer
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(3, name="logits")(x)
+    outputs = keras.layers.Activation("softmax", name="probabilities")(x)
+    skip = keras.Model(inputs, outputs)
+    explainer = cams.CamExplainer(skip, method="gradcam++", layer="cam")
+    assert explainer._trunk is None
+    result = explainer.explain(images)
+    assert result.maps.shape == (3, SIZE, SIZE) and np.isfinite(result.maps).all()

@@ -109,6 +109,25 @@ def test_exact_and_gradcam_agree_up_to_scale_for_gap_dense_head():
     np.testing.assert_allclose(b * SIZE * SIZE, a, rtol=1e-4, atol=1e-5)
 
 
+def test_gradcam_plus_plus_closed_form_matches_tf_keras_vis():
+    from kidney_tf.explain.cams import compute_cams
+
+    x, _ = toy_data(4)
+    base = tiny_classifier(seed=5)
+    model = CamFosteringModel.from_classifier(base, cam_method="gradcam++")
+    cams = model.class_activation_maps(x, class_index=1).numpy()
+    assert (cams >= 0).all() and np.allclose(cams.min(axis=(1, 2)), 0.0)
+    ours = cams / cams.max(axis=(1, 2), keepdims=True)  # tf-keras-vis min-max normalises
+    theirs = compute_cams(
+        base, x, method="gradcam++", layer="last_conv", class_index=1, upsample=False
+    )
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+    # ... and it differs from the exact CAM, which keeps the negative class weights.
+    exact = CamFosteringModel.from_classifier(base, cam_method="exact")
+    e = exact.class_activation_maps(x, class_index=1).numpy()
+    assert not np.allclose(e / np.maximum(e.max(axis=(1, 2), keepdims=True), 1e-9), ours, atol=1e-2)
+
+
 def test_class_activation_maps_class_index_forms():
     x, _ = toy_data(3)
     model = CamFosteringModel.from_classifier(tiny_classifier(seed=6))
@@ -122,6 +141,8 @@ def test_class_activation_maps_class_index_forms():
 
 
 def test_exact_method_rejects_hidden_head_and_gradcam_trains_it():
+    with pytest.raises(ValueError, match="gradcam"):
+        CamFosteringModel.from_classifier(tiny_classifier(hidden=4), cam_method="gradcam++")
     with pytest.raises(ValueError, match="gradcam"):
         CamFosteringModel.from_classifier(tiny_classifier(hidden=4), cam_method="exact")
     model = CamFosteringModel.from_classifier(
@@ -179,7 +200,7 @@ def test_dead_relu_all_zero_cam_gives_finite_loss_and_weights():
     assert all(np.isfinite(w).all() for w in model.get_weights())
 
 
-@pytest.mark.parametrize("method", ["exact", "gradcam"])
+@pytest.mark.parametrize("method", ["exact", "gradcam++", "gradcam"])
 def test_mixed_float16_training_is_finite(method):
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_float16")
@@ -245,7 +266,7 @@ def test_cam_weight_setter_and_argument_validation():
     with pytest.raises(ValueError, match="cam_weight"):
         model.cam_weight = -1
     with pytest.raises(ValueError, match="cam_method"):
-        CamFosteringModel.from_classifier(tiny_classifier(), cam_method="gradcam++")
+        CamFosteringModel.from_classifier(tiny_classifier(), cam_method="score-cam")
     with pytest.raises(ValueError, match="4-D"):
         CamFosteringModel.from_classifier(tiny_classifier(), cam_layer="global_pool")
     with pytest.raises(ValueError, match="labels"):

@@ -100,6 +100,25 @@ def test_bad_arguments_name_the_choices():
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_lesion_scale_grows_the_lesion_and_keeps_the_anatomy(kind):
+    for class_name in PHANTOM_CLASSES[kind]:
+        for index in range(3):
+            small = render_phantom_sample(kind, class_name, index, image_size=96)
+            large = render_phantom_sample(kind, class_name, index, image_size=96, lesion_scale=2.5)
+            np.testing.assert_array_equal(small.organ, large.organ)  # same random anatomy
+            if class_name == NORMAL_CLASSES[kind]:
+                np.testing.assert_array_equal(small.image, large.image)
+                continue
+            assert large.mask.sum() > 2.0 * small.mask.sum(), (class_name, index)
+            # the lesion stays inside the body/head, however large
+            body = cv2.GaussianBlur(large.image, (3, 3), 0) > 0
+            assert (large.mask & ~body).sum() == 0, (class_name, index)
+    for bad in (0.1, 5, "big", True):
+        with pytest.raises(ValueError, match="lesion_scale"):
+            render_phantom(kind, PHANTOM_CLASSES[kind][0], 0, lesion_scale=bad)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_masks_empty_exactly_for_the_normal_class_and_lesions_sit_in_the_organ(kind):
     for class_name in PHANTOM_CLASSES[kind]:
         for index in range(6):
@@ -269,6 +288,12 @@ def test_generate_refuses_foreign_or_different_folders(tmp_path):
         generate_phantoms("kidney-ct", out, per_class=2, image_size=32)
     with pytest.raises(FileExistsError, match="kind"):
         generate_phantoms("brain-mri", out, per_class=1, image_size=32)
+    with pytest.raises(FileExistsError, match="lesion_scale"):
+        generate_phantoms("kidney-ct", out, per_class=1, image_size=32, lesion_scale=2.0)
+    info = json.loads((out / "phantom.json").read_text())
+    del info["lesion_scale"]  # written before lesion_scale existed: means 1.0
+    (out / "phantom.json").write_text(json.dumps(info))
+    generate_phantoms("kidney-ct", out, per_class=1, image_size=32)
     a_file = tmp_path / "file.png"
     a_file.write_bytes(b"x")
     with pytest.raises(FileExistsError, match="not a folder"):

@@ -53,6 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--per-class", type=_at_least(1), default=50, help="images per class (50)")
     p.add_argument("--image-size", type=_at_least(16), default=256, help="side in pixels (256)")
     p.add_argument("--seed", type=_at_least(0), default=0, help="random seed (0)")
+    p.add_argument(
+        "--lesion-scale",
+        type=float,
+        default=1.0,
+        help="multiply lesion radii (1.0 = sizes as in the public data; the demo uses larger)",
+    )
     add_common_arguments(p)
     p.set_defaults(func=run)
 
@@ -67,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         per_class=args.per_class,
         image_size=args.image_size,
         seed=args.seed,
+        lesion_scale=args.lesion_scale,
         progress=progress,
     )
     classes = PHANTOM_CLASSES[args.kind]

@@ -43,6 +43,12 @@ def add_tuning_arguments(p: argparse.ArgumentParser) -> None:
         "--max-cam-images", type=int, help="test images explained with Grad-CAM++ (default all)"
     )
     g.add_argument("--per-class", type=int, dest="phantom_per_class", help="phantoms per class")
+    g.add_argument(
+        "--lesion-scale",
+        type=float,
+        dest="phantom_lesion_scale",
+        help="phantom lesion radius multiplier (1.0 = public-data sizes)",
+    )
     g.add_argument("--seed", type=int)
     add_common_arguments(p)
 
@@ -77,6 +83,7 @@ OVERRIDE_KEYS = (
     "weights",
     "max_cam_images",
     "phantom_per_class",
+    "phantom_lesion_scale",
     "seed",
 )
 

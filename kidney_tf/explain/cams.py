@@ -20,7 +20,15 @@ caller's model is never modified. Adapter details (tf-keras-vis 0.8.7 on Keras 3
   that factor is a per-map scale removed by normalisation, so gradient methods get the score
   ``s - stop_gradient(s)`` (value 0, same gradients);
 - Score-CAM's internal ``model.predict`` is silenced; it runs one image at a time because it
-  builds one masked copy of the image per channel.
+  builds one masked copy of the image per channel;
+- gradient CAMs (Grad-CAM, Grad-CAM++, LayerCAM) only need gradients above the CAM layer, but
+  tf-keras-vis runs the whole model eagerly under a tape that watches the input. Where the model
+  splits at the CAM layer (everything after it depends on it alone, as in kidney_tf's GAP heads),
+  the part below runs once as a compiled ``tf.function`` (giving the features and the
+  probabilities: no separate ``predict``), and tf-keras-vis explains the head from the features;
+  its own ``zoom`` and ``normalize`` then upsample exactly as ``expand_cam`` would. The maps are
+  the same as the unsplit computation's (tested); it costs about a prediction and a half instead
+  of five. Models that do not split run the unsplit path.
 
 Default layer: ``model.cam_layer`` if the model has one (``CamFosteringModel``), else
 ``kidney_tf.models.builders.last_conv_layer_name``: ``conv5_block3_out`` (ResNet-50),
@@ -52,6 +60,8 @@ METHODS = (
     "smoothgrad",
 )
 CAM_METHODS = frozenset(METHODS[:5])
+# Methods that only differentiate the score w.r.t. the CAM layer's output (see the docstring).
+GRADIENT_CAM_METHODS = frozenset(("gradcam", "gradcam++", "layercam"))
 
 
 @dataclass
@@ -104,6 +114,23 @@ def _plain_view(model):
     return keras.Model(model.inputs, model.outputs, name=f"{model.name}_view")
 
 
+def _split_at(model, layer: str):
+    """``(trunk, head)`` functional views: input -> [features, output] and features -> output.
+
+    None when the layers after ``layer`` also read tensors from before it (e.g. a skip
+    connection around it), so the head cannot be fed the features alone.
+    """
+    import keras
+
+    features = model.get_layer(layer).output
+    try:
+        head = keras.Model(features, model.outputs[0], name=f"{model.name}_cam_head")
+    except Exception:  # Keras raises several types for a disconnected graph
+        return None
+    trunk = keras.Model(model.inputs, [features, model.outputs[0]], name=f"{model.name}_cam_trunk")
+    return trunk, head
+
+
 def _zero_valued(score):
     """Wrap a tf-keras-vis score: same gradients, value 0 (keeps Grad-CAM++'s exp() finite)."""
     import tensorflow as tf
@@ -117,6 +144,9 @@ def _zero_valued(score):
 
 class CamExplainer:
     """A tf-keras-vis visualiser built once for ``model`` and reused for many batches.
+
+    ``split=False`` runs tf-keras-vis over the whole model even where it splits at the CAM
+    layer (same maps, slower; see the module docstring).
 
     Usage::
 
@@ -135,6 +165,7 @@ class CamExplainer:
         smooth_samples: int = 20,
         smooth_noise: float = 0.2,
         max_n: int = 10,
+        split: bool = True,
     ) -> None:
         from tf_keras_vis.gradcam import Gradcam
         from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
@@ -170,9 +201,21 @@ class CamExplainer:
             "saliency": Saliency,
             "smoothgrad": Saliency,
         }[method]
+        parts = None
+        if split and method in GRADIENT_CAM_METHODS:
+            parts = _split_at(_plain_view(model), self.layer)
+        self._trunk = None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            self._viz = visualiser(_plain_view(model), model_modifier=ReplaceToLinear(), clone=True)
+            if parts is None:
+                explained = _plain_view(model)
+            else:
+                import tensorflow as tf
+
+                trunk, explained = parts
+                self._trunk = tf.function(lambda x: trunk(x, training=False), reduce_retracing=True)
+                self._head_input = explained.layers[0].name
+            self._viz = visualiser(explained, model_modifier=ReplaceToLinear(), clone=True)
         if method in ("scorecam", "faster-scorecam"):
             predict = self._viz.model.predict
             self._viz.model.predict = lambda x, **kw: predict(x, verbose=0, **kw)
@@ -193,6 +236,18 @@ class CamExplainer:
             )
         return images
 
+    @staticmethod
+    def _requested_indices(class_index, n: int) -> np.ndarray | None:
+        """``class_index`` as ``[n]`` ints (None stays None: the predicted class)."""
+        if class_index is None:
+            return None
+        indices = np.asarray(class_index, dtype=np.int64).reshape(-1)
+        if indices.size == 1:
+            indices = np.full(n, indices[0], np.int64)
+        if indices.size != n:
+            raise ValueError(f"class_index: {indices.size} indices for {n} images")
+        return indices
+
     def _class_indices(self, class_index, probabilities: np.ndarray) -> np.ndarray:
         n, num_classes = probabilities.shape
         if class_index is None:
@@ -205,6 +260,28 @@ class CamExplainer:
         if indices.min() < 0 or indices.max() >= num_classes:
             raise ValueError(f"class_index out of range 0..{num_classes - 1}: {indices.tolist()}")
         return indices
+
+    def _run_split(self, chunk: np.ndarray, indices: np.ndarray, upsample: bool):
+        """Maps and probabilities of one chunk through the trunk/head split."""
+        from scipy.ndimage import zoom
+        from tf_keras_vis.utils import normalize, zoom_factor
+        from tf_keras_vis.utils.scores import CategoricalScore
+
+        features, probabilities = self._trunk(chunk)
+        probabilities = np.asarray(probabilities, np.float32)
+        indices = self._class_indices(indices, probabilities)
+        maps = self._viz(
+            _zero_valued(CategoricalScore(indices.tolist())),
+            features,
+            penultimate_layer=self._head_input,
+            seek_penultimate_conv_layer=False,
+            expand_cam=False,
+            normalize_cam=False,
+        )
+        maps = np.asarray(maps, np.float32)
+        if upsample:  # what tf-keras-vis' expand_cam does: zoom the raw map, then normalise
+            maps = zoom(maps, zoom_factor(maps.shape, chunk.shape[:3]), order=1)
+        return normalize(maps), indices, probabilities
 
     def _run(self, chunk: np.ndarray, indices: np.ndarray, upsample: bool) -> np.ndarray:
         from tf_keras_vis.utils.scores import CategoricalScore
@@ -235,18 +312,31 @@ class CamExplainer:
         ``class_index``: None explains the predicted class; an int or one index per image.
         """
         images = self._images(images)
-        probabilities = np.asarray(
-            self.model.predict(images, batch_size=self.batch_size, verbose=0), np.float32
-        )
-        indices = self._class_indices(class_index, probabilities)
-        step = 1 if self.method.endswith("scorecam") else self.batch_size
         maps = []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # Keras 3: list-vs-tensor input notice
-            for start in range(0, len(images), step):
-                stop = start + step
-                chunk = self._run(images[start:stop], indices[start:stop], upsample)
-                maps.append(np.asarray(chunk, np.float32).reshape(-1, *np.shape(chunk)[-2:]))
+        if self._trunk is not None:
+            wanted = self._requested_indices(class_index, len(images))
+            parts = []
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                for start in range(0, len(images), self.batch_size):
+                    stop = start + self.batch_size
+                    chunk_wanted = None if wanted is None else wanted[start:stop]
+                    parts.append(self._run_split(images[start:stop], chunk_wanted, upsample))
+            maps = [m for m, _, _ in parts]
+            indices = np.concatenate([i for _, i, _ in parts])
+            probabilities = np.concatenate([p for _, _, p in parts])
+        else:
+            probabilities = np.asarray(
+                self.model.predict(images, batch_size=self.batch_size, verbose=0), np.float32
+            )
+            indices = self._class_indices(class_index, probabilities)
+            step = 1 if self.method.endswith("scorecam") else self.batch_size
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # Keras 3: list-vs-tensor notice
+                for start in range(0, len(images), step):
+                    stop = start + step
+                    chunk = self._run(images[start:stop], indices[start:stop], upsample)
+                    maps.append(np.asarray(chunk, np.float32).reshape(-1, *np.shape(chunk)[-2:]))
         stacked = np.nan_to_num(np.concatenate(maps), nan=0.0, posinf=1.0, neginf=0.0)
         stacked = np.clip(stacked, 0.0, 1.0).astype(np.float32)
         if self.layer is not None:

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kidney_tf.training.cam_methods import CAM_METHODS
 from kidney_tf.training.distribute import STRATEGIES
 from kidney_tf.utils.io import atomic_path, ensure_writable_dir, write_json_atomic
 from kidney_tf.utils.logging import get_logger
@@ -54,7 +55,6 @@ from kidney_tf.utils.logging import get_logger
 log = get_logger(__name__)
 
 LR_SCHEDULES = ("plateau", "cosine", "constant")
-CAM_METHODS = ("exact", "gradcam")
 SPLIT_METHODS = ("auto", "folders", "stratified", "grouped")
 DEFAULT_ARCH = "resnet50"
 # Settings that may differ between an interrupted run and its resumption.

@@ -84,8 +84,13 @@ class _Head:
         return length * self.hb
 
 
-def render_brain_mri(class_name: str, streams: Streams, size: int) -> PhantomSample:
-    """Render one brain MRI phantom (see module docstring). Usage: via ``render_phantom``."""
+def render_brain_mri(
+    class_name: str, streams: Streams, size: int, lesion_scale: float = 1.0
+) -> PhantomSample:
+    """Render one brain MRI phantom (see module docstring). Usage: via ``render_phantom``.
+
+    ``lesion_scale`` multiplies every tumour's radius; the anatomy and random draws stay the same.
+    """
     if class_name not in CLASSES:
         raise ValueError(f"unknown brain-mri class {class_name!r}; expected one of {CLASSES}")
     canvas = Canvas(size)
@@ -176,7 +181,7 @@ def render_brain_mri(class_name: str, streams: Streams, size: int) -> PhantomSam
     meta: dict = {"head_center": tuple(center), "head_axes": (ha, hb)}
     glioma = None
     if class_name == "glioma":
-        glioma = _glioma_geometry(les_rng, head)
+        glioma = _glioma_geometry(les_rng, head, lesion_scale)
         oedema = canvas.polygon(
             head.blob(les_rng, glioma[0], glioma[1] * les_rng.uniform(1.5, 2.1), roughness=0.22)
         )
@@ -192,9 +197,11 @@ def render_brain_mri(class_name: str, streams: Streams, size: int) -> PhantomSam
     if glioma is not None:
         mask = _paint_glioma(img, canvas, head, les_rng, tex, glioma, wm) & intracranial
     elif class_name == "meningioma":
-        mask = _paint_meningioma(img, canvas, head, les_rng, tex, depth, edge, intracranial)
+        mask = _paint_meningioma(
+            img, canvas, head, les_rng, tex, depth, edge, intracranial, lesion_scale
+        )
     elif class_name == "pituitary":
-        mask = _paint_pituitary(img, canvas, head, les_rng, sella_v) & intracranial
+        mask = _paint_pituitary(img, canvas, head, les_rng, sella_v, lesion_scale) & intracranial
 
     # --- scanner: point spread, bias field, gain/gamma, Rician noise ---------------------------
     img = canvas.blur(img, 0.0018)
@@ -272,9 +279,11 @@ def _choroid(canvas: Canvas, head: _Head, rng: np.random.Generator) -> np.ndarra
     return mask
 
 
-def _glioma_geometry(rng: np.random.Generator, head: _Head) -> tuple[tuple[float, float], float]:
+def _glioma_geometry(
+    rng: np.random.Generator, head: _Head, scale: float = 1.0
+) -> tuple[tuple[float, float], float]:
     """Centre (head-local) and radius (head units) of an intra-axial mass in one hemisphere."""
-    radius = float(rng.uniform(0.11, 0.24))
+    radius = min(float(rng.uniform(0.11, 0.24)) * scale, 0.5)
     for _ in range(50):
         u = float(rng.choice([-1.0, 1.0]) * rng.uniform(0.2, 0.55))
         v = float(rng.uniform(-0.6, 0.6))
@@ -322,8 +331,9 @@ def _paint_meningioma(
     depth: np.ndarray,
     inner_edge: float,
     intracranial: np.ndarray,
+    scale: float = 1.0,
 ) -> np.ndarray:
-    radius = float(rng.uniform(0.12, 0.24))
+    radius = min(float(rng.uniform(0.12, 0.24)) * scale, 0.5)
     angle = float(rng.uniform(0.0, 2 * np.pi))
     direction = np.array([np.cos(angle), np.sin(angle)])
     # inner skull surface along ``direction`` (head-local ellipse, about 1 - skull thickness)
@@ -341,9 +351,14 @@ def _paint_meningioma(
 
 
 def _paint_pituitary(
-    img: np.ndarray, canvas: Canvas, head: _Head, rng: np.random.Generator, sella_v: float
+    img: np.ndarray,
+    canvas: Canvas,
+    head: _Head,
+    rng: np.random.Generator,
+    sella_v: float,
+    scale: float = 1.0,
 ) -> np.ndarray:
-    radius = float(rng.uniform(0.065, 0.115))
+    radius = min(float(rng.uniform(0.065, 0.115)) * scale, 0.35)
     center = (float(rng.normal(0.0, 0.012)), sella_v + float(rng.uniform(-0.02, 0.04)))
     pts = head.blob(
         rng, center, radius, aspect=rng.uniform(0.8, 1.15), roughness=0.08, harmonics=(2, 4)

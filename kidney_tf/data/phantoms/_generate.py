@@ -20,6 +20,7 @@ from kidney_tf.data.phantoms._render import (
     PHANTOM_CLASSES,
     RENDERER_VERSION,
     check_kind_class,
+    check_lesion_scale,
     render_phantom,
 )
 from kidney_tf.utils.io import atomic_dir, atomic_path, write_json_atomic, write_text_atomic
@@ -33,7 +34,9 @@ MANIFEST_COLUMNS = ("path", "label", "split", "mask_path")
 # zlib level for the PNGs: fixed explicitly so the bytes never depend on OpenCV's default.
 _PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
 # Parameters that must match for a folder to count as "the same phantom output".
-_IDENTITY_KEYS = ("kind", "seed", "image_size", "per_class", "renderer_version")
+_IDENTITY_KEYS = ("kind", "seed", "image_size", "per_class", "lesion_scale", "renderer_version")
+# Values of identity keys that older phantom.json files did not record.
+_IDENTITY_DEFAULTS = {"lesion_scale": 1.0}
 
 
 def phantom_file_name(kind: str, class_name: str, index: int) -> str:
@@ -58,6 +61,7 @@ def generate_phantoms(
     per_class: int = 50,
     image_size: int = 256,
     seed: int = 0,
+    lesion_scale: float = 1.0,
     progress: bool | None = None,
 ) -> Path:
     """Write ``per_class`` phantoms of every class of ``kind`` to ``out_dir``; return the manifest.
@@ -65,7 +69,8 @@ def generate_phantoms(
     Layout: ``DIR/<Class>/<kind>_<Class>_<index:05d>.png`` (grayscale), ``DIR/masks/<Class>/<same
     name>.png`` (lesion mask, 0/255; all zero for the normal class), ``DIR/manifest.csv`` (columns
     ``path,label,split,mask_path``, relative paths, empty split: the pipeline splits) and
-    ``DIR/phantom.json`` (the parameters and package version).
+    ``DIR/phantom.json`` (the parameters and package version). ``lesion_scale`` multiplies lesion
+    radii (see ``render_phantom``).
 
     A new folder appears atomically. An existing folder is only used when it is empty or holds a
     phantom output with the same parameters (missing files are then filled in, nothing else is
@@ -76,12 +81,14 @@ def generate_phantoms(
     """
     check_kind_class(kind)
     per_class, image_size, seed = _check_counts(per_class, image_size, seed)
+    lesion_scale = check_lesion_scale(lesion_scale)
     out = Path(out_dir)
     info = {
         "kind": kind,
         "seed": seed,
         "image_size": image_size,
         "per_class": per_class,
+        "lesion_scale": lesion_scale,
         "classes": list(PHANTOM_CLASSES[kind]),
         "normal_class": NORMAL_CLASSES[kind],
         "count": per_class * len(PHANTOM_CLASSES[kind]),
@@ -152,9 +159,9 @@ def _check_previous(out: Path, info: dict[str, Any]) -> None:
             "choose a new or empty folder"
         )
     different = [
-        f"{key} {previous.get(key)!r} != {info[key]!r}"
+        f"{key} {previous.get(key, _IDENTITY_DEFAULTS.get(key))!r} != {info[key]!r}"
         for key in _IDENTITY_KEYS
-        if previous.get(key) != info[key]
+        if previous.get(key, _IDENTITY_DEFAULTS.get(key)) != info[key]
     ]
     if different:
         raise FileExistsError(
@@ -189,7 +196,12 @@ def _write_dataset(root: Path, info: dict[str, Any], *, progress: bool, in_place
             continue
         index = int(Path(row["path"]).stem.rsplit("_", 1)[1])
         image, mask = render_phantom(
-            info["kind"], row["label"], index, image_size=info["image_size"], seed=info["seed"]
+            info["kind"],
+            row["label"],
+            index,
+            image_size=info["image_size"],
+            seed=info["seed"],
+            lesion_scale=info["lesion_scale"],
         )
         _write_bytes(image_path, encode_png(image), atomic=in_place)
         _write_bytes(mask_path, encode_png(mask), atomic=in_place)

@@ -81,8 +81,14 @@ class _Slice:
             self.hu[mask] = value
 
 
-def render_kidney_ct(class_name: str, streams: Streams, size: int) -> PhantomSample:
-    """Render one kidney CT phantom (see module docstring). Usage: via ``render_phantom``."""
+def render_kidney_ct(
+    class_name: str, streams: Streams, size: int, lesion_scale: float = 1.0
+) -> PhantomSample:
+    """Render one kidney CT phantom (see module docstring). Usage: via ``render_phantom``.
+
+    ``lesion_scale`` multiplies every lesion's radius (1.0: sizes as in the public data, where a
+    stone is a few pixels wide at 128 px); the anatomy and all random draws stay the same.
+    """
     if class_name not in CLASSES:
         raise ValueError(f"unknown kidney-ct class {class_name!r}; expected one of {CLASSES}")
     canvas = Canvas(size)
@@ -214,7 +220,15 @@ def render_kidney_ct(class_name: str, streams: Streams, size: int) -> PhantomSam
     if class_name != NORMAL_CLASS:
         kidney = kidneys[int(streams.lesion.integers(0, 2))]
         mask = _paint_lesion(
-            ct, streams.lesion, tex, class_name, kidney, hu_kidney_plain, hu_cortex
+            ct,
+            streams.lesion,
+            tex,
+            class_name,
+            kidney,
+            hu_kidney_plain,
+            hu_cortex,
+            depth > t_skin,
+            lesion_scale,
         )
         meta["lesion_side"] = "image-left" if kidney.side < 0 else "image-right"
 
@@ -323,11 +337,14 @@ def _paint_lesion(
     kidney: _Kidney,
     hu_plain: float,
     hu_cortex: float,
+    inside: np.ndarray,
+    scale: float = 1.0,
 ) -> np.ndarray:
+    """Paint one lesion; it stays inside ``inside`` (the body below the skin) at any ``scale``."""
     canvas = ct.canvas
     away_from_hilum = kidney.hilum + rng.uniform(0.9, 2 * np.pi - 0.9)
     if class_name == "Cyst":
-        r = float(rng.uniform(0.013, 0.032))
+        r = float(rng.uniform(0.013, 0.032)) * scale
         center = kidney.polar(away_from_hilum, rng.uniform(0.35, 1.0))
         pts = random_blob(
             rng,
@@ -337,7 +354,7 @@ def _paint_lesion(
             roughness=0.02,
             harmonics=(2, 3),
         )
-        lesion = canvas.polygon(pts)
+        lesion = canvas.polygon(pts) & inside
         ct.paint(lesion, float(rng.uniform(0.0, 12.0)))
         return lesion
     if class_name == "Stone":
@@ -346,7 +363,7 @@ def _paint_lesion(
             center = kidney.polar(kidney.hilum + rng.normal(0, 0.25), rng.uniform(0.25, 0.6))
         else:
             center = kidney.polar(kidney.hilum + rng.uniform(0.9, 2 * np.pi - 0.9), 0.32)
-        r = float(rng.uniform(0.0125, 0.02))
+        r = float(rng.uniform(0.0125, 0.02)) * scale
         if rng.random() < 0.3:  # mild hydronephrosis: a dilated, urine-filled pelvis
             pelvis = _local_ellipse(
                 kidney, kidney.polar(kidney.hilum, 0.45), (0.45, 0.3), kidney.hilum
@@ -361,11 +378,11 @@ def _paint_lesion(
             harmonics=(2, 5),
             n=48,
         )
-        lesion = canvas.polygon(pts)
+        lesion = canvas.polygon(pts) & inside
         ct.paint(lesion, float(rng.uniform(500.0, 1300.0)))
         return lesion
     # Tumor: a lobulated heterogeneous mass bulging the renal contour
-    r = float(rng.uniform(0.034, 0.058))
+    r = float(rng.uniform(0.034, 0.058)) * scale
     center = kidney.polar(away_from_hilum, rng.uniform(0.55, 0.95))
     pts = random_blob(
         rng,
@@ -375,7 +392,7 @@ def _paint_lesion(
         roughness=0.12,
         harmonics=(2, 5),
     )
-    lesion = canvas.polygon(pts)
+    lesion = canvas.polygon(pts) & inside
     enhancement = hu_cortex - hu_plain
     base = hu_plain - float(rng.uniform(18.0, 32.0)) + enhancement * float(rng.uniform(0.1, 0.35))
     texture = canvas.smooth_field(tex, 48)
