@@ -201,3 +201,45 @@ def test_cv2_and_tf_agree_on_a_thin_table_under_a_synthetic_body():
     ours = body_mask_fn(rgb).numpy()
     assert np.array_equal(ours, crop.body_mask(rgb))
     assert not ours[image == 220].any()
+
+
+# ------------------------------------------------------------------------------ OpenCV backend
+def _backends_agree(images: list[np.ndarray], size: int = 64) -> None:
+    ds = _dataset(images)
+    for mode in ("brain", "body"):
+        crop_fn = crop_tf.tf_crop_brain if mode == "brain" else crop_tf.tf_crop_body
+        box_fn = crop_tf.tf_brain_box if mode == "brain" else crop_tf.tf_body_box
+        pairs = ds.map(
+            lambda x, f=crop_fn, b=box_fn: (
+                f(x, size),
+                f(x, size, backend="opencv"),
+                b(x),
+                b(x, backend="opencv"),
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        for i, (tf_out, cv_out, tf_box, cv_box) in enumerate(pairs):
+            assert tf_box.numpy().tolist() == cv_box.numpy().tolist(), (mode, i)
+            np.testing.assert_allclose(cv_out.numpy(), tf_out.numpy(), atol=1e-3, err_msg=mode)
+
+
+def test_opencv_backend_gives_the_tf_backends_pixels_on_phantoms_and_edge_cases():
+    images = phantoms("kidney-ct", sizes=(96,)) + phantoms("brain-mri", sizes=(96,))
+    images += [np.zeros((40, 60, 3), np.uint8), synthetic_head(72, seed=3)[0]]
+    _backends_agree(images)
+    with pytest.raises(ValueError, match="backend"):
+        crop_tf.tf_crop_body(images[0], 32, backend="cv2")
+
+
+@pytest.mark.real_data
+def test_opencv_backend_gives_the_tf_backends_pixels_on_real_scans(
+    kidney_ct_sample, brain_mri_sample
+):
+    paths = real_images(kidney_ct_sample)[::30] + real_images(brain_mri_sample)[::30]
+    _backends_agree([read_image(p) for p in paths])
+
+
+def test_opencv_backend_is_a_python_op_in_the_graph():
+    graph = tf.function(lambda x: crop_tf.tf_crop_body(x, 32, backend="opencv"))
+    ops = {node.op for node in graph.get_concrete_function(SPEC[0]).graph.as_graph_def().node}
+    assert ops & {"PyFunc", "PyFuncStateless"}, ops

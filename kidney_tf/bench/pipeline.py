@@ -5,7 +5,9 @@ phantom in the train split) for its first epoch (cold: files decoded and cropped
 and its second (cached: only shuffle + augment). Training is measured with ``model.fit`` on ONE
 cached in-memory batch, so only the model's compute is timed, on the model ``kidney-tf train``
 builds (``CamFosteringModel`` with λ = 0, Adam, class-weighted cross-entropy, ``weights=None``).
-The ratio pipeline images/s ÷ training images/s should be at least 5. Every rate is given per
+The ratio pipeline images/s ÷ training images/s should be at least 5. The crop runs as the
+training pipeline runs it (OpenCV box search in a ``tf.numpy_function``; ``crop_backend="tf"``
+for the pure-TF graph the SavedModel uses). Every rate is given per
 wall-clock second and per CPU second of this process (see ``kidney_tf.bench.core.Stopwatch``).
 
 Usage::
@@ -49,6 +51,7 @@ def pipeline_throughput(
     image_size: int,
     batch_size: int,
     crop: str | None,
+    crop_backend: str = "opencv",
     augment: bool = True,
     epochs: int = 2,
     deterministic: bool | None = None,
@@ -74,6 +77,7 @@ def pipeline_throughput(
             test_fraction=0.0,
             seed=seed,
             crop=crop,
+            crop_backend=crop_backend,
             augment=augment,
             cache=True,
             deterministic=deterministic,
@@ -85,6 +89,7 @@ def pipeline_throughput(
         "image_size": image_size,
         "batch_size": batch_size,
         "crop": crop,
+        "crop_backend": crop_backend,
         "augment": bool(augment),
         "deterministic": deterministic,
         "scan_s": round(scan_watch.seconds, 4),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from kidney_tf.cli.main import add_common_arguments
+from kidney_tf.explain.fostering_maps import FOSTERING_CAM_METHODS
 
 EXAMPLES = """\
 examples:
@@ -34,6 +35,11 @@ def add_tuning_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs", type=int, help="baseline epochs")
     g.add_argument("--finetune-epochs", type=int, help="CAM-fostering fine-tune epochs (kidney)")
     g.add_argument("--cam-weight", type=float, help="λ of the fostering stage (kidney)")
+    g.add_argument(
+        "--cam-method",
+        choices=FOSTERING_CAM_METHODS,
+        help="CAM the fostering stage penalises (kidney; quick preset: gradcam++)",
+    )
     g.add_argument("--lr", type=float, help="baseline learning rate")
     g.add_argument("--finetune-lr", type=float, help="fine-tune learning rate (kidney)")
     g.add_argument("--image-size", type=int, help="model input size in px")
@@ -76,6 +82,7 @@ OVERRIDE_KEYS = (
     "epochs",
     "finetune_epochs",
     "cam_weight",
+    "cam_method",
     "lr",
     "finetune_lr",
     "image_size",

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from kidney_tf.cli.main import CliError, add_common_arguments
-from kidney_tf.training.cam_methods import CAM_METHODS
+from kidney_tf.explain.fostering_maps import FOSTERING_CAM_METHODS
 
 EXAMPLES = """\
 examples:
@@ -116,7 +116,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--batch-size", type=int, help="global batch size (default 32)")
     fit.add_argument("--lr", type=float, help="learning rate (default 1e-3, 1e-4 with --init)")
     fit.add_argument("--cam-weight", type=float, help="λ of the CAM entropy penalty (default 0)")
-    fit.add_argument("--cam-method", choices=CAM_METHODS, help="default exact")
+    fit.add_argument("--cam-method", choices=FOSTERING_CAM_METHODS, help="default exact")
     fit.add_argument("--patience", type=int, help="early-stopping patience (default 5; 0: off)")
     fit.add_argument(
         "--lr-schedule", choices=("plateau", "cosine", "constant"), help="default plateau"

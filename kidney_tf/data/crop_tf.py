@@ -14,6 +14,12 @@ Every function takes one image ``[H, W, C]`` or a batch ``[B, H, W, C]`` (``C`` 
 uint8 or float 0..255) and returns float32 pixels in 0..255. Fallbacks match OpenCV: an empty
 image, no component, or a largest one under 1 % of the image gives the whole image.
 
+``backend="opencv"`` (``tf_crop_brain``/``tf_crop_body``/``*_box``) finds the same box and body
+mask with :mod:`kidney_tf.data.crop` inside a ``tf.numpy_function`` (OpenCV releases the GIL, so
+``tf.data``'s parallel map still runs them side by side) and cuts and resizes with the same TF ops:
+same pixels, 10-100x faster on a CPU, but the graph then holds Python and cannot be exported.
+Training pipelines use it; SavedModels use the default pure-TF backend.
+
 Usage::
 
     ds = ds.map(lambda x, y: (tf_crop_brain(x, 240), y), num_parallel_calls=tf.data.AUTOTUNE)
@@ -33,6 +39,60 @@ from kidney_tf.data.crop import (
 )
 
 _GAUSS5 = (1.0, 4.0, 6.0, 4.0, 1.0)
+BACKENDS = ("tf", "opencv")
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+
+
+def _gray_np(images: tf.Tensor) -> tf.Tensor:
+    """uint8 ``[B, H, W]`` as OpenCV's grayscale conversion gives it (for numpy_function)."""
+    return tf.cast(tf.clip_by_value(tf.round(tf_gray_uint8(images)), 0.0, 255.0), tf.uint8)
+
+
+def _cv_brain_boxes(images: tf.Tensor, threshold: float, min_area_fraction: float):
+    """:func:`_brain_boxes` computed by OpenCV (``kidney_tf.data.crop.find_brain_box``)."""
+    import numpy as np
+
+    from kidney_tf.data.crop import find_brain_box
+
+    def boxes(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = np.zeros((len(gray), 4), np.int32)
+        ok = np.zeros(len(gray), bool)
+        for i, g in enumerate(gray):
+            box, _ = find_brain_box(g, threshold=threshold, min_area_fraction=min_area_fraction)
+            ok[i] = box is not None
+            out[i] = box if box is not None else (0, 0, g.shape[1], g.shape[0])
+        return out, ok
+
+    box, ok = tf.numpy_function(boxes, [_gray_np(images)], [tf.int32, tf.bool], stateful=False)
+    box.set_shape([images.shape[0], 4])
+    ok.set_shape([images.shape[0]])
+    return box, ok
+
+
+def _cv_body_masks(images: tf.Tensor, threshold: float, min_area_fraction: float):
+    """:func:`_body_masks` computed by OpenCV (``kidney_tf.data.crop`` body search)."""
+    import numpy as np
+
+    from kidney_tf.data.crop import _find_body
+
+    def masks(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = np.zeros(gray.shape, bool)
+        ok = np.zeros(len(gray), bool)
+        for i, g in enumerate(gray):
+            out[i], reason = _find_body(
+                g, threshold, BODY_CLOSE_KERNEL, BODY_OPEN_KERNEL, min_area_fraction
+            )
+            ok[i] = reason is None
+        return out, ok
+
+    mask, ok = tf.numpy_function(masks, [_gray_np(images)], [tf.bool, tf.bool], stateful=False)
+    mask.set_shape(images.shape[:3])
+    ok.set_shape([images.shape[0]])
+    return mask, ok
 
 
 # ------------------------------------------------------------------------------- image handling
@@ -225,12 +285,15 @@ def tf_find_brain_box(
     *,
     threshold: float = BRAIN_THRESHOLD,
     min_area_fraction: float = MIN_AREA_FRACTION,
+    backend: str = "tf",
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """``(box int32 [4], found bool [])`` (batched: ``[B, 4]``, ``[B]``); box is the whole image
     when not found. Usage: ``box, found = tf_find_brain_box(image)``
     """
+    _check_backend(backend)
     images, batched = _as_batch(image)
-    boxes, ok = _brain_boxes(images, threshold, min_area_fraction)
+    find = _cv_brain_boxes if backend == "opencv" else _brain_boxes
+    boxes, ok = find(images, threshold, min_area_fraction)
     return _unbatch(boxes, batched), _unbatch(ok, batched)
 
 
@@ -239,13 +302,16 @@ def tf_brain_box(
     *,
     threshold: float = BRAIN_THRESHOLD,
     min_area_fraction: float = MIN_AREA_FRACTION,
+    backend: str = "tf",
 ) -> tf.Tensor:
     """The paper's brain box ``(left, top, right, bottom)`` int32 ``[4]`` (``[B, 4]``).
 
     Same as :func:`kidney_tf.data.crop.brain_box`, but the whole image ``(0, 0, W, H)`` instead
     of ``None`` on fallback. Usage: ``box = tf_brain_box(image)``
     """
-    return tf_find_brain_box(image, threshold=threshold, min_area_fraction=min_area_fraction)[0]
+    return tf_find_brain_box(
+        image, threshold=threshold, min_area_fraction=min_area_fraction, backend=backend
+    )[0]
 
 
 def tf_crop_box(
@@ -290,13 +356,16 @@ def tf_crop_brain(
     *,
     threshold: float = BRAIN_THRESHOLD,
     min_area_fraction: float = MIN_AREA_FRACTION,
+    backend: str = "tf",
 ) -> tf.Tensor:
     """Brain-contour crop resized to ``size``: float32 ``[size, size, 3]`` (or batched) in 0..255.
 
     Usage: ``ds.map(lambda x, y: (tf_crop_brain(x, 240), y))``
     """
+    _check_backend(backend)
     images, batched = _as_batch(image)
-    boxes, _ = _brain_boxes(images, threshold, min_area_fraction)
+    find = _cv_brain_boxes if backend == "opencv" else _brain_boxes
+    boxes, _ = find(images, threshold, min_area_fraction)
     out = tf_crop_box(_to_rgb(images), boxes, size, margin=margin)
     return _unbatch(out, batched)
 
@@ -357,13 +426,19 @@ def tf_body_box(
     *,
     threshold: float = BODY_THRESHOLD,
     min_area_fraction: float = MIN_AREA_FRACTION,
+    backend: str = "tf",
 ) -> tf.Tensor:
     """Box of :func:`tf_body_mask` ``(x0, y0, x1, y1)`` end exclusive; whole image on fallback."""
     images, batched = _as_batch(image)
-    masks, ok = _body_masks(
-        images, threshold, BODY_CLOSE_KERNEL, BODY_OPEN_KERNEL, min_area_fraction
-    )
+    masks, ok = _find_body_masks(images, threshold, min_area_fraction, backend)
     return _unbatch(_body_boxes(masks, ok)[0], batched)
+
+
+def _find_body_masks(images, threshold: float, min_area_fraction: float, backend: str):
+    _check_backend(backend)
+    if backend == "opencv":
+        return _cv_body_masks(images, threshold, min_area_fraction)
+    return _body_masks(images, threshold, BODY_CLOSE_KERNEL, BODY_OPEN_KERNEL, min_area_fraction)
 
 
 def tf_crop_body(
@@ -374,19 +449,21 @@ def tf_crop_body(
     blank: bool = True,
     threshold: float = BODY_THRESHOLD,
     min_area_fraction: float = MIN_AREA_FRACTION,
-) -> tf.Tensor:
+    backend: str = "tf",
+    with_box: bool = False,
+) -> tf.Tensor | tuple[tf.Tensor, tf.Tensor]:
     """Blank everything outside the body (the table too), crop to it, resize to ``size``.
 
     Returns float32 ``[size, size, 3]`` (or batched) in 0..255; the whole image on fallback.
+    ``with_box=True`` also returns the box (to cut a lesion mask the same way).
     Usage: ``ds.map(lambda x, y: (tf_crop_body(x, 224), y))``
     """
     images, batched = _as_batch(image)
-    masks, ok = _body_masks(
-        images, threshold, BODY_CLOSE_KERNEL, BODY_OPEN_KERNEL, min_area_fraction
-    )
+    masks, ok = _find_body_masks(images, threshold, min_area_fraction, backend)
     rgb = _to_rgb(images)
     if blank:
         keep = tf.logical_or(masks, tf.logical_not(ok)[:, tf.newaxis, tf.newaxis])
         rgb = rgb * tf.cast(keep, tf.float32)[..., tf.newaxis]
     boxes, _ = _body_boxes(masks, ok)
-    return _unbatch(tf_crop_box(rgb, boxes, size, margin=margin), batched)
+    out = _unbatch(tf_crop_box(rgb, boxes, size, margin=margin), batched)
+    return (out, _unbatch(boxes, batched)) if with_box else out

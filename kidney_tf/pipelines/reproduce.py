@@ -138,6 +138,10 @@ class ReproduceConfig:
             raise ValueError(f"finetune_epochs must be >= 1, got {self.finetune_epochs}")
         if self.cam_weight < 0:
             raise ValueError(f"cam_weight must be >= 0, got {self.cam_weight}")
+        from kidney_tf.explain.fostering_maps import FOSTERING_CAM_METHODS as CAM_METHODS
+
+        if self.cam_method not in CAM_METHODS:
+            raise ValueError(f"cam_method must be one of {CAM_METHODS}, got {self.cam_method!r}")
         if self.crop not in (None, "body", "brain"):
             raise ValueError(f"crop must be body, brain or None, got {self.crop!r}")
 
@@ -455,7 +459,16 @@ def reproduce(
 
     baseline = runner.run(
         "train_baseline",
-        lambda: _train(config, root, out / "baseline", crop=train_crop, cam_weight=0.0),
+        # λ = 0; the CAM method only sets which map test_step's cam_entropy measures, so both
+        # models report the entropy of the map the fine-tune penalises.
+        lambda: _train(
+            config,
+            root,
+            out / "baseline",
+            crop=train_crop,
+            cam_weight=0.0,
+            cam_method=config.cam_method,
+        ),
     )
     models = {"baseline" if kidney else "model": baseline}
     if kidney:

@@ -46,7 +46,7 @@ class Row:
 ROWS = (
     Row("accuracy", "accuracy", True, points=True),
     Row("macro_f1", "macro-F1", True, points=True),
-    Row("exact_cam_entropy", "exact-CAM entropy (training penalty, native grid)", False),
+    Row("penalty_cam_entropy", "CAM entropy of the training penalty (native grid)", False),
     Row("entropy", "Grad-CAM++ entropy (upsampled)", False),
     Row("radius", "Grad-CAM++ radius (upsampled)", False),
     Row("entropy_native", "Grad-CAM++ entropy, native grid", False),
@@ -77,7 +77,7 @@ def _uniform_radius(size: int) -> float:
 def _chance(key: str, metrics: dict[str, Any], image_size: int) -> float | None:
     if key == "accuracy":
         return _finite(metrics.get("majority_fraction"))
-    if key in ("entropy", "exact_cam_entropy", "entropy_native", "entropy_native_gradcam"):
+    if key in ("entropy", "penalty_cam_entropy", "entropy_native", "entropy_native_gradcam"):
         return 1.0
     if key == "radius":
         return _uniform_radius(image_size)
@@ -144,11 +144,13 @@ def _checks(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             acc_a - acc_b <= MAX_ACCURACY_DROP + 1e-9,
             f"{100 * (acc_b - acc_a):+.2f} points",
         )
+    # The relative target applies to maps at the layer's grid; upsampled from a coarse grid the
+    # entropy has a floor (see the summary's note), so only its direction is checked.
     for key, label, threshold in (
-        ("entropy", "Grad-CAM++ entropy (upsampled)", MIN_ENTROPY_DROP),
+        ("penalty_cam_entropy", "CAM entropy of the training penalty", MIN_ENTROPY_DROP),
         ("entropy_native", "Grad-CAM++ entropy (native grid)", MIN_ENTROPY_DROP),
+        ("entropy", "Grad-CAM++ entropy (upsampled)", 0.0),
         ("radius", "Grad-CAM++ radius", 0.0),
-        ("exact_cam_entropy", "exact-CAM entropy", 0.0),
     ):
         a, b = _finite(base.get(key)), _finite(fost.get(key))
         if a is None or b is None or a <= 0:
@@ -160,6 +162,9 @@ def _checks(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             drop >= threshold if threshold else drop > 0,
             f"{a:.4f} -> {b:.4f} ({-100 * drop:+.1f} %)",
         )
+    a, b = _finite(base.get("snr")), _finite(fost.get("snr"))
+    if a is not None and b is not None:
+        add("fostering raises the CAM SNR", b > a, f"{a:.4f} -> {b:.4f}")
     for key, label in (
         ("energy_in_mask", "CAM mass in the lesion mask"),
         ("pointing_game", "pointing game (lesion)"),
@@ -211,7 +216,7 @@ def build_summary(
     results: dict[str, dict[str, Any]] = {}
     for name, ev in evaluations.items():
         metrics = dict(ev["metrics"])
-        metrics["exact_cam_entropy"] = _finite(
+        metrics["penalty_cam_entropy"] = _finite(
             (trainings.get(name, {}).get("test_metrics") or {}).get("cam_entropy")
         )
         results[name] = metrics

@@ -43,9 +43,10 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from kidney_tf.explain.fostering_maps import CLOSED_FORM_METHODS
+from kidney_tf.explain.fostering_maps import FOSTERING_CAM_METHODS as CAM_METHODS
 from kidney_tf.explain.statistics import normalized_entropy
 from kidney_tf.models.builders import Classifier, last_conv_layer_name, logits_layer
-from kidney_tf.training.cam_methods import CAM_METHODS, CLOSED_FORM_METHODS
 
 # Layers that may sit between the CAM layer's pooling and the logits for the exact CAM identity.
 _EXACT_SAFE_LAYERS = (keras.layers.GlobalAveragePooling2D, keras.layers.Dropout)

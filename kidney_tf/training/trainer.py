@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kidney_tf.training.cam_methods import CAM_METHODS
+from kidney_tf.explain.fostering_maps import FOSTERING_CAM_METHODS as CAM_METHODS
 from kidney_tf.training.distribute import STRATEGIES
 from kidney_tf.utils.io import atomic_path, ensure_writable_dir, write_json_atomic
 from kidney_tf.utils.logging import get_logger

@@ -1,4 +1,4 @@
-"""Names of the CAM variants CAM fostering can penalise (TensorFlow-free, for configs and CLIs).
+"""Names of the maps CAM fostering can penalise (TensorFlow-free, for configs and CLIs).
 
 ``exact`` and ``gradcam++`` are closed forms for a ``GAP -> [Dropout] -> Dense("logits")`` head;
 ``gradcam`` works for any head (nested tape). See :mod:`kidney_tf.training.fostering`.
@@ -6,5 +6,5 @@
 
 from __future__ import annotations
 
-CAM_METHODS: tuple[str, ...] = ("exact", "gradcam++", "gradcam")
+FOSTERING_CAM_METHODS: tuple[str, ...] = ("exact", "gradcam++", "gradcam")
 CLOSED_FORM_METHODS: tuple[str, ...] = ("exact", "gradcam++")
