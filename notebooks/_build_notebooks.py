@@ -86,7 +86,7 @@ KIDNEY: list[Cell] = [
         IMAGE_SIZE = None  # model input in px (paper: 224)
         BATCH_SIZE = None
         PER_CLASS = None  # phantoms per class (only when DATA_DIR is None)
-        CAM_WEIGHT = 0.1  # lambda, weight of the CAM-entropy term
+        CAM_WEIGHT = None  # lambda, weight of the CAM-entropy term (quick preset: 0.5)
         SEED = 42
         """,
         "parameters",
@@ -165,6 +165,7 @@ KIDNEY: list[Cell] = [
                 per_class=config.phantom_per_class,
                 image_size=config.phantom_image_size,
                 seed=config.seed,
+                lesion_scale=config.phantom_lesion_scale,
             )
             data_root = manifest.parent
         else:
@@ -178,7 +179,14 @@ KIDNEY: list[Cell] = [
         classes = PHANTOM_CLASSES["kidney-ct"]
         fig, axes = plt.subplots(1, len(classes), figsize=(3.2 * len(classes), 3.4))
         for ax, name in zip(axes, classes):
-            image, lesion = ktf.render_phantom("kidney-ct", name, 0, image_size=256, seed=config.seed)
+            image, lesion = ktf.render_phantom(
+                "kidney-ct",
+                name,
+                0,
+                image_size=256,
+                seed=config.seed,
+                lesion_scale=config.phantom_lesion_scale,
+            )
             ax.imshow(image, cmap="gray")
             if lesion.any():
                 ax.contour(lesion, levels=[0.5], colors="red", linewidths=1)
@@ -278,7 +286,7 @@ KIDNEY: list[Cell] = [
             class_names=bundle.class_names,
         )
         model = ktf.CamFosteringModel.from_classifier(
-            classifier, cam_weight=0.0, metadata={"crop": config.crop}
+            classifier, cam_weight=0.0, cam_method=config.cam_method, metadata={"crop": config.crop}
         )
         loss = ktf.WeightedCrossEntropy(bundle.class_weights)
         model.compile(optimizer=keras.optimizers.Adam(config.lr or 1e-3), loss=loss, metrics=["accuracy"])
@@ -324,8 +332,11 @@ KIDNEY: list[Cell] = [
 
         Same model, same layers: setting `cam_weight` (λ) adds `λ · H(CAM)` to the loss, where
         `H` is the normalised entropy of the true class's CAM at `conv5_block3_out`. For the
-        paper's head (pooling + one dense layer) the CAM is exactly `relu(features @ W[:, c])`,
-        computed from the same forward pass. The fine-tune starts from the baseline weights at a
+        paper's head (pooling + one dense layer) the CAM has a closed form computed from the same
+        forward pass: `relu(features @ W[:, c])` (`cam_method="exact"`) or, as the quick preset
+        uses, the map Grad-CAM++ gives for this head, `features @ relu(W[:, c])` shifted to a
+        minimum of 0 (`cam_method="gradcam++"`), so the fine-tune lowers the very map the
+        evaluation measures. The fine-tune starts from the baseline weights at a
         lower learning rate; `loss`, `ce_loss` and `cam_entropy` are logged separately.
         """
     ),
@@ -536,6 +547,7 @@ BRAIN: list[Cell] = [
                 per_class=config.phantom_per_class,
                 image_size=config.phantom_image_size,
                 seed=config.seed,
+                lesion_scale=config.phantom_lesion_scale,
             )
             data_root = manifest.parent
         else:
