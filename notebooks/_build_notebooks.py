@@ -86,7 +86,7 @@ KIDNEY: list[Cell] = [
         IMAGE_SIZE = None  # model input in px (paper: 224)
         BATCH_SIZE = None
         PER_CLASS = None  # phantoms per class (only when DATA_DIR is None)
-        CAM_WEIGHT = None  # lambda, weight of the CAM-entropy term (quick preset: 0.5)
+        CAM_WEIGHT = None  # lambda, weight of the CAM-entropy term (quick preset: 1.0)
         SEED = 42
         """,
         "parameters",
