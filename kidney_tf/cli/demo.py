@@ -6,7 +6,7 @@ import argparse
 
 EXAMPLES = """\
 examples:
-  kidney-tf demo --out runs/demo                  # about 15 min on 2 CPU cores
+  kidney-tf demo --out runs/demo                  # about 14 min on 2 CPU cores
   kidney-tf demo --out runs/demo-l03 --cam-weight 0.3
   kidney-tf demo --out runs/demo-fast --epochs 3 --per-class 40   # a rough look in minutes
 
