@@ -27,8 +27,8 @@ caller's model is never modified. Adapter details (tf-keras-vis 0.8.7 on Keras 3
   the part below runs once as a compiled ``tf.function`` (giving the features and the
   probabilities: no separate ``predict``), and tf-keras-vis explains the head from the features;
   its own ``zoom`` and ``normalize`` then upsample exactly as ``expand_cam`` would. The maps are
-  the same as the unsplit computation's (tested); it costs about a prediction and a half instead
-  of five. Models that do not split run the unsplit path.
+  the same as the unsplit computation's (tested); it costs about one prediction instead of
+  about five (`kidney-tf benchmark`). Models that do not split run the unsplit path.
 
 Default layer: ``model.cam_layer`` if the model has one (``CamFosteringModel``), else
 ``kidney_tf.models.builders.last_conv_layer_name``: ``conv5_block3_out`` (ResNet-50),
