@@ -447,7 +447,7 @@ def test_fostering_benchmark_smoke(tmp_path, capsys):
     ]
     assert bench.main(argv) == 0
     result = json.loads(out.read_text())
-    assert set(result["images_per_sec"]) == {"plain", "exact", "gradcam"}
+    assert set(result["images_per_sec"]) == {"plain", "exact", "gradcam++", "gradcam"}
     assert all(v > 0 for v in result["images_per_sec"].values())
     assert result["throughput_ratio"]["plain"] == 1.0
     assert all(math.isfinite(v) for v in result["overhead"].values())
