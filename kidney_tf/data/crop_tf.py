@@ -290,11 +290,16 @@ def tf_find_brain_box(
     """``(box int32 [4], found bool [])`` (batched: ``[B, 4]``, ``[B]``); box is the whole image
     when not found. Usage: ``box, found = tf_find_brain_box(image)``
     """
-    _check_backend(backend)
     images, batched = _as_batch(image)
-    find = _cv_brain_boxes if backend == "opencv" else _brain_boxes
-    boxes, ok = find(images, threshold, min_area_fraction)
+    boxes, ok = _find_brain_boxes(images, threshold, min_area_fraction, backend)
     return _unbatch(boxes, batched), _unbatch(ok, batched)
+
+
+def _find_brain_boxes(images, threshold: float, min_area_fraction: float, backend: str):
+    _check_backend(backend)
+    if backend == "opencv":
+        return _cv_brain_boxes(images, threshold, min_area_fraction)
+    return _brain_boxes(images, threshold, min_area_fraction)
 
 
 def tf_brain_box(
@@ -362,10 +367,8 @@ def tf_crop_brain(
 
     Usage: ``ds.map(lambda x, y: (tf_crop_brain(x, 240), y))``
     """
-    _check_backend(backend)
     images, batched = _as_batch(image)
-    find = _cv_brain_boxes if backend == "opencv" else _brain_boxes
-    boxes, _ = find(images, threshold, min_area_fraction)
+    boxes, _ = _find_brain_boxes(images, threshold, min_area_fraction, backend)
     out = tf_crop_box(_to_rgb(images), boxes, size, margin=margin)
     return _unbatch(out, batched)
 

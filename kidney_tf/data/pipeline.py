@@ -167,8 +167,10 @@ def build_datasets(
     """
     if crop is not None and crop not in CROP_MODES:
         raise ValueError(f"crop must be None or one of {CROP_MODES}, got {crop!r}")
-    if crop_backend not in ("opencv", "tf"):
-        raise ValueError(f"crop_backend must be 'opencv' or 'tf', got {crop_backend!r}")
+    from kidney_tf.data.crop_tf import BACKENDS
+
+    if crop_backend not in BACKENDS:
+        raise ValueError(f"crop_backend must be one of {BACKENDS}, got {crop_backend!r}")
     if image_size < 8:
         raise ValueError(f"image_size must be >= 8, got {image_size}")
     if batch_size < 1:

@@ -250,13 +250,9 @@ class CamExplainer:
 
     def _class_indices(self, class_index, probabilities: np.ndarray) -> np.ndarray:
         n, num_classes = probabilities.shape
-        if class_index is None:
+        indices = self._requested_indices(class_index, n)
+        if indices is None:
             return probabilities.argmax(axis=1).astype(np.int64)
-        indices = np.asarray(class_index, dtype=np.int64).reshape(-1)
-        if indices.size == 1:
-            indices = np.full(n, indices[0], np.int64)
-        if indices.size != n:
-            raise ValueError(f"class_index: {indices.size} indices for {n} images")
         if indices.min() < 0 or indices.max() >= num_classes:
             raise ValueError(f"class_index out of range 0..{num_classes - 1}: {indices.tolist()}")
         return indices

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kidney_tf.explain.fostering_maps import FOSTERING_CAM_METHODS
 from kidney_tf.pipelines.layout import find_dataset_root
 from kidney_tf.pipelines.stages import StageRunner
 from kidney_tf.pipelines.summary import PAPER_RESULTS, build_summary, summary_table
@@ -138,10 +139,10 @@ class ReproduceConfig:
             raise ValueError(f"finetune_epochs must be >= 1, got {self.finetune_epochs}")
         if self.cam_weight < 0:
             raise ValueError(f"cam_weight must be >= 0, got {self.cam_weight}")
-        from kidney_tf.explain.fostering_maps import FOSTERING_CAM_METHODS as CAM_METHODS
-
-        if self.cam_method not in CAM_METHODS:
-            raise ValueError(f"cam_method must be one of {CAM_METHODS}, got {self.cam_method!r}")
+        if self.cam_method not in FOSTERING_CAM_METHODS:
+            raise ValueError(
+                f"cam_method must be one of {FOSTERING_CAM_METHODS}, got {self.cam_method!r}"
+            )
         if self.crop not in (None, "body", "brain"):
             raise ValueError(f"crop must be body, brain or None, got {self.crop!r}")
 
