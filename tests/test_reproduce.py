@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kidney_tf.pipelines.layout import KIDNEY_FOLDER, find_dataset_root
@@ -30,6 +31,8 @@ def test_quick_preset_and_overrides():
     assert config.weights is None and config.epochs == 3
     assert config.image_size == 128 and config.bn_momentum == 0.9
     assert config.crop == "body" and config.split == "stratified"  # phantoms: no slices
+    assert config.finetune_unfreeze_top == 0  # the demo fosters with the backbone frozen
+    assert ReproduceConfig.preset(KIDNEY, "out", quick=False).finetune_unfreeze_top is None
     paper = ReproduceConfig.preset(BRAIN, "out", quick=False, data="somewhere")
     assert (paper.image_size, paper.weights, paper.crop, paper.split) == (
         240,
@@ -45,6 +48,7 @@ def test_quick_preset_and_overrides():
         ({"pipeline": "nope"}, "unknown pipeline"),
         ({"pipeline": KIDNEY, "cam_weight": -1.0}, "cam_weight"),
         ({"pipeline": KIDNEY, "epochs": 0}, "epochs"),
+        ({"pipeline": KIDNEY, "finetune_unfreeze_top": -1}, "finetune_unfreeze_top"),
         ({"pipeline": KIDNEY, "learning_rate": 1.0}, "unknown reproduce settings"),
     ],
 )
@@ -279,6 +283,16 @@ def test_kidney_pipeline_end_to_end_and_resume(tmp_path, monkeypatch):
         assert 0.0 <= summary["results"][name]["entropy"] <= 1.0
     assert json.loads((out / "summary.json").read_text())["pipeline"] == KIDNEY
     assert "| Grad-CAM++ entropy (upsampled) |" in (out / "summary.md").read_text()
+    # the quick preset fosters the head alone: the backbone's weights are the baseline's
+    from kidney_tf._loading import load_model
+
+    before, after = (load_model(out / name / "model.keras") for name in ("baseline", "fostered"))
+    for layer in ("conv1_conv", "conv5_block3_3_conv", "conv5_block3_3_bn"):
+        for a, b in zip(
+            before.get_layer(layer).get_weights(), after.get_layer(layer).get_weights()
+        ):
+            np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(before.get_layer("logits").kernel, after.get_layer("logits").kernel)
     # the fine-tune evaluated and trained on exactly the baseline's split
     assert (out / "baseline" / "split.csv").read_text() == (
         out / "fostered" / "split.csv"

@@ -411,6 +411,34 @@ def test_mixed_precision_tiny_run_is_finite_and_restores_the_policy(phantoms, tm
 
 
 @pytest.mark.slow
+def test_finetune_with_unfreeze_top_zero_trains_the_head_only(phantoms, tmp_path):
+    """Fostering fine-tune of ``init`` with ``unfreeze_top=0``: backbone (incl. BN) untouched."""
+    settings = dict(data=str(phantoms), image_size=SIZE, batch_size=8, weights=None, verbose=0)
+    train(TrainConfig(out=str(tmp_path / "base"), epochs=1, **settings), model_fn=tiny_classifier)
+    tuned = train(
+        TrainConfig(
+            out=str(tmp_path / "tuned"),
+            init=str(tmp_path / "base" / "model.keras"),
+            epochs=1,
+            lr=1e-2,
+            cam_weight=1.0,
+            unfreeze_top=0,
+            **settings,
+        )
+    )
+    assert "cam_entropy" in tuned.history
+    from kidney_tf._loading import load_model
+
+    before = load_model(tmp_path / "base" / "model.keras")
+    after = load_model(tmp_path / "tuned" / "model.keras")
+    for name in ("last_conv", "bn"):
+        for a, b in zip(before.get_layer(name).get_weights(), after.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+    kernel_change = after.get_layer("logits").kernel - before.get_layer("logits").kernel
+    assert float(np.abs(kernel_change).max()) > 1e-4
+
+
+@pytest.mark.slow
 def test_policy_restored_when_training_fails(phantoms, tmp_path):
     def broken(class_names, image_size):
         raise RuntimeError("model builder failed")

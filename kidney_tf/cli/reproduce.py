@@ -42,6 +42,12 @@ def add_tuning_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--lr", type=float, help="baseline learning rate")
     g.add_argument("--finetune-lr", type=float, help="fine-tune learning rate (kidney)")
+    g.add_argument(
+        "--finetune-unfreeze-top",
+        type=int,
+        help="backbone stages the fostering fine-tune trains (kidney; 0: head only; "
+        "paper preset: all; quick preset: 0)",
+    )
     g.add_argument("--image-size", type=int, help="model input size in px")
     g.add_argument("--batch-size", type=int)
     g.add_argument("--weights", help="none, imagenet or a weights file")
@@ -85,6 +91,7 @@ OVERRIDE_KEYS = (
     "cam_method",
     "lr",
     "finetune_lr",
+    "finetune_unfreeze_top",
     "image_size",
     "batch_size",
     "weights",

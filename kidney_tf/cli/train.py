@@ -125,7 +125,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument(
         "--unfreeze-top",
         type=int,
-        help="backbone blocks unfrozen after the head phase (default all)",
+        help="backbone blocks trained after the head phase, or when fine-tuning --init "
+        "(0: head only; default all)",
     )
     fit.add_argument("--steps-per-epoch", type=int, help="default: one pass over the train split")
     fit.add_argument(

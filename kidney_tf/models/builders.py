@@ -340,6 +340,8 @@ def unfreeze_top(model: keras.Model, n_blocks: int, *, train_bn: bool = False) -
 
     Usage: ``unfreeze_top(model, 1)  # conv5_* of ResNet-50``.
     """
+    if n_blocks == 0:  # head only: any flat classifier, known architecture or not
+        return set_backbone_trainable(model, False)
     stages = _stage_prefixes(model)
     if not 0 <= n_blocks <= len(stages):
         raise ValueError(f"n_blocks must be in [0, {len(stages)}], got {n_blocks}")

@@ -62,7 +62,8 @@ class ReproduceConfig:
 
     ``quick`` (the demo) trains from scratch on phantoms at 128 px on a CPU; the paper preset
     uses ImageNet weights at the papers' input sizes. ``finetune_*`` apply to the kidney
-    CAM-fostering stage only.
+    CAM-fostering stage only; ``finetune_unfreeze_top`` = N fine-tunes the top N backbone
+    stages and the head (0: the head alone; None: the whole network).
     """
 
     pipeline: str
@@ -79,6 +80,7 @@ class ReproduceConfig:
     bn_momentum: float | None = None
     finetune_epochs: int = 10
     finetune_lr: float | None = 1e-4
+    finetune_unfreeze_top: int | None = None
     cam_weight: float = 0.1
     cam_method: str = "exact"
     phantom_per_class: int = 150
@@ -137,6 +139,10 @@ class ReproduceConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.pipeline == KIDNEY and self.finetune_epochs < 1:
             raise ValueError(f"finetune_epochs must be >= 1, got {self.finetune_epochs}")
+        if self.finetune_unfreeze_top is not None and self.finetune_unfreeze_top < 0:
+            raise ValueError(
+                f"finetune_unfreeze_top must be >= 0 or None, got {self.finetune_unfreeze_top}"
+            )
         if self.cam_weight < 0:
             raise ValueError(f"cam_weight must be >= 0, got {self.cam_weight}")
         if self.cam_method not in FOSTERING_CAM_METHODS:
@@ -154,7 +160,11 @@ class ReproduceConfig:
 # with lesions 4x their public-data size (at 1.0 a from-scratch network on a CPU stays near 0.5
 # accuracy within the budget: a stone is then 2-3 px wide), BN momentum 0.9 (with the default 0.99
 # the moving statistics lag far behind the weights in a short run from scratch and eval-mode
-# accuracy stays at chance), then one epoch of fostering of the Grad-CAM++ map (closed form).
+# accuracy stays at chance), then three epochs fostering the Grad-CAM++ map (closed form) with
+# the backbone frozen. Fine-tuning the whole network sharpened the maps where the baseline
+# already looked, mostly off the lesions (CAM mass in the lesion masks fell 8 %); the head alone
+# can only re-weight the baseline's features, and then the mass in the masks rose 7 % at the
+# same entropy drop. λ is large because only the 2048x4 head weights move.
 QUICK: dict[str, dict[str, Any]] = {
     KIDNEY: {
         "image_size": 128,
@@ -166,9 +176,10 @@ QUICK: dict[str, dict[str, Any]] = {
         "weights": None,
         "freeze_epochs": 0,
         "bn_momentum": 0.9,
-        "finetune_epochs": 1,
-        "finetune_lr": 1e-4,
-        "cam_weight": 1.0,
+        "finetune_epochs": 3,
+        "finetune_lr": 3e-3,
+        "finetune_unfreeze_top": 0,
+        "cam_weight": 10.0,
         "cam_method": "gradcam++",
         "phantom_per_class": 400,
         "phantom_image_size": 160,
@@ -490,6 +501,7 @@ def reproduce(
                 epochs=config.finetune_epochs,
                 lr=config.finetune_lr,
                 freeze_epochs=0,
+                unfreeze_top=config.finetune_unfreeze_top,
                 same_split_as=baseline["split_csv"],
             ),
         )

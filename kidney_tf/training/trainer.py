@@ -71,6 +71,8 @@ class TrainConfig:
     ``lr=None`` picks 1e-3 for a new model and 1e-4 when fine-tuning ``init``.
     ``freeze_epochs`` > 0 trains the head alone first (transfer learning), then unfreezes
     ``unfreeze_top`` backbone blocks (all when None) at a tenth of the learning rate.
+    Without a head phase (e.g. fine-tuning ``init``), ``unfreeze_top`` = N trains only the top
+    N blocks and the head (0: the head alone; frozen BatchNorm stays in inference mode).
     ``backup_every`` > 0 also backs up every that many steps (0: at epoch ends only).
     ``deterministic`` makes a resumed run end exactly like an uninterrupted one (module doc).
 
@@ -499,16 +501,15 @@ def _phases(config: TrainConfig) -> list[_Phase]:
     return phases
 
 
-def _setup_phase(model, phase: _Phase, config: TrainConfig, class_weights, after_head: bool):
+def _setup_phase(model, phase: _Phase, config: TrainConfig, class_weights):
     from kidney_tf.models.builders import set_backbone_trainable, unfreeze_top
 
     if phase.name == "head":
         set_backbone_trainable(model, False)
-    elif after_head:
-        if config.unfreeze_top is None:
-            set_backbone_trainable(model, True)
-        else:
-            unfreeze_top(model, config.unfreeze_top)
+    elif config.unfreeze_top is not None:
+        unfreeze_top(model, config.unfreeze_top)
+    else:  # also thaws an ``init`` model saved with a frozen backbone
+        set_backbone_trainable(model, True)
     _compile(model, config, class_weights, phase.lr)
 
 
@@ -826,7 +827,7 @@ class _Run:
             if index < resume_at:
                 continue
             with strategy.scope():
-                _setup_phase(model, phase, config, bundle.class_weights, after_head=index > 0)
+                _setup_phase(model, phase, config, bundle.class_weights)
             callbacks, backup = _callbacks(config, phase, self.out_dir, backup_dir, monitor, shared)
             epoch, step, stopped = phase.start, 0, False
             with strategy.scope():
