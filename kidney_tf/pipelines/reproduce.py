@@ -184,7 +184,7 @@ QUICK: dict[str, dict[str, Any]] = {
         "phantom_per_class": 400,
         "phantom_image_size": 160,
         "phantom_lesion_scale": 4.0,
-        "max_cam_images": 120,
+        "max_cam_images": None,  # all 240 test images: 180 with a lesion mask
     },
     BRAIN: {
         "image_size": 128,
