@@ -1,19 +1,18 @@
 """Throughput cost of CAM fostering: images/s of plain training vs fostering training.
 
-One classifier, one fixed in-memory batch, four training modes sharing the same layers:
+One classifier, one fixed in-memory batch, up to four training modes sharing the same layers:
 
 - ``plain``: λ = 0 (the standard Keras train step),
 - ``exact``: λ > 0 with the exact CAM (``relu(features @ W_c)``, from the same forward pass),
 - ``gradcam++``: λ > 0 with the closed-form Grad-CAM++ map (``features @ relu(W_c)``, the demo's),
 - ``gradcam``: λ > 0 with Grad-CAM (a nested gradient tape).
 
-After a warm-up (graph tracing) the modes run interleaved in short blocks of ``--steps`` training
-steps (round robin, the order rotating every round), so slow drifts of a shared machine hit every
-mode alike. Each round gives a paired ratio ``mode images/s / plain images/s``; the reported
-``throughput_ratio`` is the median of those ratios over the rounds (robust to load changes between
-rounds), ``images_per_sec`` the median per mode. The overhead of a mode is
-``1 / throughput_ratio - 1``: extra time per image (the goal for ``exact`` and ``gradcam++`` is <= 10 %). The same
-figures per CPU second of the process (``cpu_*``) are steadier on a CPU shared with other jobs.
+The measurement is ``kidney_tf.bench.fostering.fostering_overhead`` (also the ``fostering``
+section of ``kidney-tf benchmark``): after a warm-up ``fit`` each, the modes run interleaved
+``fit`` blocks of ``--steps`` steps, round robin with the order rotating every round, so slow
+drifts of a shared machine hit every mode alike. The overhead of a mode is the median over rounds
+of its time ratio to ``plain`` minus 1 (goal for ``exact`` and ``gradcam++``: ≤ 10 %), by
+wall-clock and by CPU time of the process (steadier on a CPU shared with other jobs).
 
 Prints a table and one JSON line; ``--out FILE`` also writes the JSON.
 
@@ -30,13 +29,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import statistics
 import sys
-import time
 from typing import Any
 
-MODES = ("plain", "exact", "gradcam++", "gradcam")
+MODES = ("exact", "gradcam++", "gradcam")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,157 +57,58 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="also write the JSON result to this file")
     args = parser.parse_args(argv)
-    if "plain" not in args.modes:
-        parser.error("--modes must include plain (the reference)")
     if min(args.steps, args.rounds, args.batch_size) < 1 or args.warmup < 0:
         parser.error("--steps, --rounds and --batch-size must be >= 1, --warmup >= 0")
+    if args.cam_weight <= 0:
+        parser.error("--cam-weight must be > 0")
     return args
-
-
-def _tiny(num_classes: int, image_size: int):
-    import keras
-
-    from kidney_tf.models.builders import Classifier
-
-    inputs = keras.Input((image_size, image_size, 3), name="image")
-    x = keras.layers.Rescaling(1 / 255.0)(inputs)
-    x = keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="conv")(x)
-    x = keras.layers.Conv2D(16, 3, activation="relu", name="last_conv")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
-    x = keras.layers.Dense(num_classes, name="logits")(x)
-    outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(x)
-    return Classifier(inputs, outputs, name="tiny")
-
-
-def build_models(args: argparse.Namespace) -> dict[str, Any]:
-    """One classifier; a compiled CamFosteringModel per mode, all sharing its layers."""
-    import keras
-
-    from kidney_tf.models.builders import build_classifier
-    from kidney_tf.training.fostering import CamFosteringModel
-    from kidney_tf.training.losses import WeightedCrossEntropy
-
-    keras.utils.set_random_seed(args.seed)
-    if args.arch == "tiny":
-        base = _tiny(args.classes, args.image_size)
-    else:
-        base = build_classifier(
-            args.arch, num_classes=args.classes, image_size=args.image_size, weights=None
-        )
-    models = {}
-    for mode in args.modes:
-        model = CamFosteringModel.from_classifier(
-            base,
-            cam_weight=0.0 if mode == "plain" else args.cam_weight,
-            cam_method="exact" if mode == "plain" else mode,
-        )
-        model.compile(
-            optimizer=keras.optimizers.Adam(1e-4),
-            loss=WeightedCrossEntropy([1.0] * args.classes),
-            metrics=["accuracy"],
-            jit_compile=args.jit_compile,
-        )
-        models[mode] = model
-    return models
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import keras
-    import numpy as np
-    import tensorflow as tf
+
+    from kidney_tf.bench.core import machine_info
+    from kidney_tf.bench.fostering import fostering_overhead
+    from kidney_tf.bench.models import ModelPool
 
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    models = build_models(args)
-    rng = np.random.default_rng(args.seed)
-    size, batch = args.image_size, args.batch_size
-    x = tf.constant(rng.uniform(0, 255, (batch, size, size, 3)).astype("float32"))
-    y = tf.one_hot(np.arange(batch) % args.classes, args.classes)
-
-    def block(mode: str, steps: int) -> tuple[float, float]:
-        """(images per wall-clock second, images per CPU second of this process)."""
-        model = models[mode]
-        wall, cpu = time.perf_counter(), time.process_time()
-        for _ in range(steps):
-            logs = model.train_on_batch(x, y, return_dict=True)  # returns numpy: synchronised
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        if not np.isfinite(logs["loss"]):
-            raise FloatingPointError(f"{mode}: non-finite loss {logs['loss']}")
-        return steps * batch / wall, steps * batch / max(cpu, 1e-9)
-
-    warmup = {}
-    for mode in args.modes:
-        start = time.perf_counter()
-        block(mode, max(1, args.warmup))
-        warmup[mode] = time.perf_counter() - start
-    rates: dict[str, list[float]] = {mode: [] for mode in args.modes}
-    cpu_rates: dict[str, list[float]] = {mode: [] for mode in args.modes}
-    for round_index in range(args.rounds):
-        shift = round_index % len(args.modes)
-        for mode in args.modes[shift:] + args.modes[:shift]:
-            wall_rate, cpu_rate = block(mode, args.steps)
-            rates[mode].append(wall_rate)
-            cpu_rates[mode].append(cpu_rate)
-
-    def paired(values: dict[str, list[float]]) -> dict[str, float]:
-        return {
-            mode: statistics.median(r / p for r, p in zip(series, values["plain"]))
-            for mode, series in values.items()
-        }
-
-    medians = {mode: statistics.median(values) for mode, values in rates.items()}
-    ratios = paired(rates)
-    cpu_ratios = paired(cpu_rates)
-    return {
-        "arch": args.arch,
-        "image_size": size,
-        "batch_size": batch,
-        "cam_weight": args.cam_weight,
-        "steps_per_block": args.steps,
-        "rounds": args.rounds,
-        "mixed_precision": args.mixed_precision,
-        "jit_compile": args.jit_compile,
-        "images_per_sec": medians,
-        "images_per_sec_blocks": rates,
-        "throughput_ratio": ratios,
-        "ratio_of_medians": {m: medians[m] / medians["plain"] for m in medians},
-        "overhead": {m: 1.0 / ratios[m] - 1.0 for m in ratios if m != "plain"},
-        "cpu_images_per_sec": {m: statistics.median(v) for m, v in cpu_rates.items()},
-        "cpu_throughput_ratio": cpu_ratios,
-        "cpu_overhead": {m: 1.0 / cpu_ratios[m] - 1.0 for m in cpu_ratios if m != "plain"},
-        "warmup_seconds": warmup,
-        "device": _device(),
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
-        "python": platform.python_version(),
+    pool = ModelPool(num_classes=args.classes, seed=args.seed)
+    size, jit = args.image_size, args.jit_compile
+    plain = pool.trainable(args.arch, size, 0.0, jit_compile=jit)
+    fostered = {
+        mode: pool.trainable(args.arch, size, args.cam_weight, cam_method=mode, jit_compile=jit)
+        for mode in args.modes
     }
-
-
-def _device() -> str:
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        return f"{len(gpus)} GPU ({tf.config.experimental.get_device_details(gpus[0]).get('device_name', 'GPU')})"
-    return f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+    result = fostering_overhead(
+        plain,
+        fostered,
+        batch_size=args.batch_size,
+        image_size=size,
+        rounds=args.rounds,
+        steps=args.steps,
+        warmup_steps=args.warmup,
+    )
+    settings = {"arch": args.arch, "mixed_precision": args.mixed_precision, "jit_compile": jit}
+    return {**settings, **result, "machine": machine_info()}
 
 
 def report(result: dict[str, Any]) -> str:
+    weight = next(iter(result["cam_weight"].values()))
     lines = [
-        f"{result['arch']} {result['image_size']} px, batch {result['batch_size']}, "
-        f"λ = {result['cam_weight']}, {result['rounds']} x {result['steps_per_block']} steps, "
-        f"{result['device']}",
-        f"{'mode':<8} {'images/s':>9} {'ratio':>6} {'overhead':>9}   "
-        f"{'img/CPU-s':>9} {'ratio':>6} {'overhead':>9}",
+        f"{result['arch']} {result['image_size']} px, batch {result['batch_size']}, λ = {weight}, "
+        f"{len(result['rounds'])} rounds x {result['steps_per_block']} steps",
+        f"{'mode':<10} {'images/s':>9} {'overhead':>9}   {'img/CPU-s':>9} {'overhead':>9}",
     ]
 
     def pct(value: float | None) -> str:
-        return f"{value:>9.1%}" if value is not None else f"{'-':>9}"
+        return f"{value:>8.1f}%" if value is not None else f"{'-':>9}"
 
-    for mode, rate in result["images_per_sec"].items():
+    for mode, rates in result["images_per_sec"].items():
+        overhead = result["overhead_percent"].get(mode, {})
         lines.append(
-            f"{mode:<8} {rate:>9.2f} {result['throughput_ratio'][mode]:>6.3f} "
-            f"{pct(result['overhead'].get(mode))}   {result['cpu_images_per_sec'][mode]:>9.2f} "
-            f"{result['cpu_throughput_ratio'][mode]:>6.3f} {pct(result['cpu_overhead'].get(mode))}"
+            f"{mode:<10} {rates['wall']:>9.2f} {pct(overhead.get('wall'))}   "
+            f"{rates['cpu']:>9.2f} {pct(overhead.get('cpu'))}"
         )
     return "\n".join(lines)
 
@@ -221,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     result = run(args)
     print(report(result))
-    print(json.dumps(result, sort_keys=True))
+    print(json.dumps(result, sort_keys=True, default=str))
     if args.out:
         from kidney_tf.utils.io import write_json_atomic
 

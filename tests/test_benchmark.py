@@ -247,8 +247,9 @@ def test_smoke_run_writes_every_section_and_figure(smoke_report):
     assert pipeline["pipeline"]["images"] == 4 * 3
     assert pipeline["training"]["batch_size"] == 4
     fostering = report["sections"]["fostering"]["data"]["tiny"]
-    assert len(fostering["rounds"]) == 2 and fostering["cam_weight"] == 0.1
-    assert set(fostering["overhead_percent"]) == {"wall", "cpu"}
+    assert len(fostering["rounds"]) == 2 and fostering["cam_weight"] == {"exact": 0.1}
+    assert set(fostering["overhead_percent"]["exact"]) == {"wall", "cpu"}
+    assert set(fostering["images_per_sec"]) == {"plain", "exact"}
     memory = report["sections"]["memory"]["data"]["tiny"]
     assert memory["peak_rss_mib"] >= memory["rss_after_import_mib"] > 0
     assert report["clock"]["used"] in ("wall", "cpu") and report["clock"]["reason"]

@@ -476,9 +476,10 @@ def test_fostering_benchmark_smoke(tmp_path, capsys):
     assert bench.main(argv) == 0
     result = json.loads(out.read_text())
     assert set(result["images_per_sec"]) == {"plain", "exact", "gradcam++", "gradcam"}
-    assert all(v > 0 for v in result["images_per_sec"].values())
-    assert result["throughput_ratio"]["plain"] == 1.0
-    assert all(math.isfinite(v) for v in result["overhead"].values())
+    assert all(v["wall"] > 0 and v["cpu"] > 0 for v in result["images_per_sec"].values())
+    assert set(result["overhead_percent"]) == {"exact", "gradcam++", "gradcam"}
+    assert all(math.isfinite(v["cpu"]) for v in result["overhead_percent"].values())
+    assert len(result["rounds"]) == 2 and result["cam_method"]["gradcam"] == "gradcam"
     assert "overhead" in capsys.readouterr().out
     assert keras.mixed_precision.global_policy().name == "float32"
 

@@ -69,7 +69,9 @@ def build_model(arch: str, image_size: int, num_classes: int = 4, seed: int = 0)
     return Classifier(inputs, outputs, name="tiny_classifier", metadata={"image_size": image_size})
 
 
-def compile_like_trainer(model, num_classes: int, lr: float = 1e-3) -> None:
+def compile_like_trainer(
+    model, num_classes: int, lr: float = 1e-3, *, jit_compile: bool = False
+) -> None:
     """Adam + class-weighted cross-entropy + accuracy, as ``kidney_tf.training.trainer``."""
     import keras
 
@@ -79,6 +81,7 @@ def compile_like_trainer(model, num_classes: int, lr: float = 1e-3) -> None:
         optimizer=keras.optimizers.Adam(learning_rate=lr),
         loss=WeightedCrossEntropy([1.0] * num_classes),
         metrics=["accuracy"],
+        jit_compile=jit_compile,
     )
 
 
@@ -103,9 +106,9 @@ def cached_batches(batch_size: int, image_size: int, num_classes: int = 4, seed:
 class ModelPool:
     """Builds each architecture once and hands out compiled trainable views of it.
 
-    ``trainable(arch, size, cam_weight)`` returns a ``CamFosteringModel`` (what ``kidney-tf
-    train`` trains, λ = 0 included) over the SAME layers for every λ, so the fostering benchmark
-    compares λ > 0 and λ = 0 on one set of weights, and traced train steps are reused across
+    ``trainable(arch, size, cam_weight, cam_method=...)`` returns a ``CamFosteringModel`` (what
+    ``kidney-tf train`` trains, λ = 0 included) over the SAME layers for every λ and CAM method, so
+    the fostering benchmark compares λ > 0 and λ = 0 on one set of weights, and traced train steps are reused across
     sections.
     """
 
@@ -113,7 +116,7 @@ class ModelPool:
         self.num_classes = num_classes
         self.seed = seed
         self._base: dict[tuple[str, int], Any] = {}
-        self._trainable: dict[tuple[str, int, float], Any] = {}
+        self._trainable: dict[tuple, Any] = {}
 
     def classifier(self, arch: str, image_size: int):
         key = (arch, int(image_size))
@@ -121,15 +124,23 @@ class ModelPool:
             self._base[key] = build_model(arch, image_size, self.num_classes, self.seed)
         return self._base[key]
 
-    def trainable(self, arch: str, image_size: int, cam_weight: float = 0.0):
+    def trainable(
+        self,
+        arch: str,
+        image_size: int,
+        cam_weight: float = 0.0,
+        *,
+        cam_method: str = "exact",
+        jit_compile: bool = False,
+    ):
         from kidney_tf.training.fostering import CamFosteringModel
 
-        key = (arch, int(image_size), float(cam_weight))
+        key = (arch, int(image_size), float(cam_weight), cam_method, bool(jit_compile))
         if key not in self._trainable:
             model = CamFosteringModel.from_classifier(
-                self.classifier(arch, image_size), cam_weight=cam_weight, cam_method="exact"
+                self.classifier(arch, image_size), cam_weight=cam_weight, cam_method=cam_method
             )
-            compile_like_trainer(model, self.num_classes)
+            compile_like_trainer(model, self.num_classes, jit_compile=jit_compile)
             self._trainable[key] = model
         return self._trainable[key]
 
