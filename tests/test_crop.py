@@ -18,6 +18,7 @@ from kidney_tf.data.crop import (
     crop_body,
     crop_brain,
     crop_folder,
+    find_body,
     mask_box,
     to_gray_uint8,
 )
@@ -231,6 +232,18 @@ def test_body_fallbacks():
     tiny[10:14, 10:14] = 200  # removed by the opening
     result = crop_body(tiny)
     assert result.fallback and np.array_equal(result.image, tiny)
+    mask, reason = find_body(np.zeros((64, 64), np.uint8))
+    assert not mask.any() and reason == "empty image (all black)"
+    assert find_body(tiny)[1].startswith("body too small")
+
+
+def test_find_body_is_the_mask_of_body_mask_with_the_reason():
+    image = np.zeros((256, 256), np.uint8)
+    cv2.ellipse(image, (128, 110), (90, 60), 0, 0, 360, 120, thickness=-1)
+    mask, reason = find_body(image)
+    assert reason is None and np.array_equal(mask, body_mask(image))
+    small, reason = find_body(image, min_area_fraction=0.9)
+    assert np.array_equal(small, mask) and reason.startswith("body too small")
 
 
 def test_body_mask_drops_a_thin_table_under_a_synthetic_body():

@@ -302,13 +302,19 @@ def crop_brain(
 
 
 # ------------------------------------------------------------------------------------- body crop
-def _find_body(
+def find_body(
     image: np.ndarray,
-    threshold: float,
-    close_kernel: int,
-    open_kernel: int,
-    min_area_fraction: float,
+    *,
+    threshold: float = BODY_THRESHOLD,
+    close_kernel: int = BODY_CLOSE_KERNEL,
+    open_kernel: int = BODY_OPEN_KERNEL,
+    min_area_fraction: float = MIN_AREA_FRACTION,
 ) -> tuple[np.ndarray, str | None]:
+    """``(body mask, None)``, or ``(mask, reason)`` when the body crop must fall back.
+
+    The twin of :func:`find_brain_box`: the mask is bool HxW (all ``False`` for an empty image).
+    Usage: ``mask, reason = find_body(ct_slice)``
+    """
     gray = to_gray_uint8(image)
     empty = np.zeros(gray.shape, bool)
     if not gray.any():
@@ -352,7 +358,13 @@ def body_mask(
     resized back (nearest). All ``False`` for an empty image.
     Usage: ``fg = body_mask(ct_slice)``
     """
-    return _find_body(image, threshold, close_kernel, open_kernel, 0.0)[0]
+    return find_body(
+        image,
+        threshold=threshold,
+        close_kernel=close_kernel,
+        open_kernel=open_kernel,
+        min_area_fraction=0.0,
+    )[0]
 
 
 def body_box(
@@ -367,8 +379,12 @@ def body_box(
 
     Usage: ``box = body_box(ct_slice)``
     """
-    mask, reason = _find_body(
-        _check_image(image), threshold, close_kernel, open_kernel, min_area_fraction
+    mask, reason = find_body(
+        _check_image(image),
+        threshold=threshold,
+        close_kernel=close_kernel,
+        open_kernel=open_kernel,
+        min_area_fraction=min_area_fraction,
     )
     return None if reason else mask_box(mask)
 
@@ -400,7 +416,13 @@ def crop_body(
     """
     image = _check_image(image)
     mask = _check_mask(mask, image)
-    body, reason = _find_body(image, threshold, close_kernel, open_kernel, min_area_fraction)
+    body, reason = find_body(
+        image,
+        threshold=threshold,
+        close_kernel=close_kernel,
+        open_kernel=open_kernel,
+        min_area_fraction=min_area_fraction,
+    )
     if reason is None and blank:
         image = image.copy()
         image[~body] = 0

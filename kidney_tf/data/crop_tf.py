@@ -52,47 +52,56 @@ def _gray_np(images: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(tf.round(tf_gray_uint8(images)), 0.0, 255.0), tf.uint8)
 
 
-def _cv_brain_boxes(images: tf.Tensor, threshold: float, min_area_fraction: float):
-    """:func:`_brain_boxes` computed by OpenCV (``kidney_tf.data.crop.find_brain_box``)."""
+def _cv_per_image(images: tf.Tensor, find, value_shape: tuple, dtype):
+    """Run ``find(gray HxW uint8) -> (value, ok)`` on each image in one ``tf.numpy_function``.
+
+    Returns ``(values [B, *value_shape], ok [B])``; ``value_shape`` may use ``None`` for the
+    image height/width (filled in from the batch).
+    """
     import numpy as np
 
-    from kidney_tf.data.crop import find_brain_box
-
-    def boxes(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        out = np.zeros((len(gray), 4), np.int32)
+    def run(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        shape = tuple(gray.shape[1 + i] if d is None else d for i, d in enumerate(value_shape))
+        values = np.zeros((len(gray), *shape), dtype)
         ok = np.zeros(len(gray), bool)
         for i, g in enumerate(gray):
-            box, _ = find_brain_box(g, threshold=threshold, min_area_fraction=min_area_fraction)
-            ok[i] = box is not None
-            out[i] = box if box is not None else (0, 0, g.shape[1], g.shape[0])
-        return out, ok
+            values[i], ok[i] = find(g)
+        return values, ok
 
-    box, ok = tf.numpy_function(boxes, [_gray_np(images)], [tf.int32, tf.bool], stateful=False)
-    box.set_shape([images.shape[0], 4])
+    out_types = [tf.as_dtype(dtype), tf.bool]
+    values, ok = tf.numpy_function(run, [_gray_np(images)], out_types, stateful=False)
+    static = [images.shape[1 + i] if d is None else d for i, d in enumerate(value_shape)]
+    values.set_shape([images.shape[0], *static])
     ok.set_shape([images.shape[0]])
-    return box, ok
+    return values, ok
+
+
+def _cv_brain_boxes(images: tf.Tensor, threshold: float, min_area_fraction: float):
+    """:func:`_brain_boxes` computed by OpenCV (``kidney_tf.data.crop.find_brain_box``)."""
+    from kidney_tf.data.crop import find_brain_box
+
+    def find(gray):
+        box, _ = find_brain_box(gray, threshold=threshold, min_area_fraction=min_area_fraction)
+        return (box, True) if box is not None else ((0, 0, gray.shape[1], gray.shape[0]), False)
+
+    return _cv_per_image(images, find, (4,), "int32")
 
 
 def _cv_body_masks(images: tf.Tensor, threshold: float, min_area_fraction: float):
-    """:func:`_body_masks` computed by OpenCV (``kidney_tf.data.crop`` body search)."""
-    import numpy as np
+    """:func:`_body_masks` computed by OpenCV (``kidney_tf.data.crop.find_body``)."""
+    from kidney_tf.data.crop import find_body
 
-    from kidney_tf.data.crop import _find_body
+    def find(gray):
+        mask, reason = find_body(
+            gray,
+            threshold=threshold,
+            close_kernel=BODY_CLOSE_KERNEL,
+            open_kernel=BODY_OPEN_KERNEL,
+            min_area_fraction=min_area_fraction,
+        )
+        return mask, reason is None
 
-    def masks(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        out = np.zeros(gray.shape, bool)
-        ok = np.zeros(len(gray), bool)
-        for i, g in enumerate(gray):
-            out[i], reason = _find_body(
-                g, threshold, BODY_CLOSE_KERNEL, BODY_OPEN_KERNEL, min_area_fraction
-            )
-            ok[i] = reason is None
-        return out, ok
-
-    mask, ok = tf.numpy_function(masks, [_gray_np(images)], [tf.bool, tf.bool], stateful=False)
-    mask.set_shape(images.shape[:3])
-    ok.set_shape([images.shape[0]])
-    return mask, ok
+    return _cv_per_image(images, find, (None, None), "bool")
 
 
 # ------------------------------------------------------------------------------- image handling
