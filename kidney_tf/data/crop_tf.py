@@ -92,13 +92,7 @@ def _cv_body_masks(images: tf.Tensor, threshold: float, min_area_fraction: float
     from kidney_tf.data.crop import find_body
 
     def find(gray):
-        mask, reason = find_body(
-            gray,
-            threshold=threshold,
-            close_kernel=BODY_CLOSE_KERNEL,
-            open_kernel=BODY_OPEN_KERNEL,
-            min_area_fraction=min_area_fraction,
-        )
+        mask, reason = find_body(gray, threshold=threshold, min_area_fraction=min_area_fraction)
         return mask, reason is None
 
     return _cv_per_image(images, find, (None, None), "bool")
