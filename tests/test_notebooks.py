@@ -71,7 +71,7 @@ def execute_notebook(
 ) -> tuple[nbformat.NotebookNode, float]:
     """Run ``path`` with ``parameters`` injected, in ``workdir``; return it and the seconds taken.
 
-    ``timeout`` bounds every cell (nbclient) and the caller checks the total.
+    ``timeout`` bounds every cell (nbclient); returns the notebook and its total runtime.
     """
     from nbclient import NotebookClient
 
@@ -164,8 +164,8 @@ def test_inject_parameters_follows_the_parameters_cell():
 
 
 # ------------------------------------------------------------------------------ executed tests
-# Per notebook: injected smoke-test settings, total time budget (s), figures it must display
-# inline, files it must have written.
+# Per notebook: injected smoke-test settings, per-cell timeout (s; a hang guard, not a speed
+# check: the runtime is only recorded), figures it must display inline, files it must have written.
 CASES = {
     "01_kidney_ct_cam_fostering": (
         {"IMAGE_SIZE": 64, "EPOCHS": 2, "FINETUNE_EPOCHS": 1, "PER_CLASS": 8, "BATCH_SIZE": 8},
@@ -209,18 +209,17 @@ CASES = {
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch, record_property):
-    parameters, budget, min_figures, expected_files = CASES[path.stem]
+    parameters, cell_timeout, min_figures, expected_files = CASES[path.stem]
     jupyter_dir, workdir, out = tmp_path / "jupyter", tmp_path / "work", tmp_path / "out"
     install_kernel_spec(jupyter_dir)
     workdir.mkdir()
     monkeypatch.setenv("JUPYTER_PATH", str(jupyter_dir))
     parameters = {"DATA_DIR": None, "QUICK": True, "OUT_DIR": str(out), **parameters}
 
-    nb, seconds = execute_notebook(path, parameters, workdir=workdir, timeout=budget)
+    nb, seconds = execute_notebook(path, parameters, workdir=workdir, timeout=cell_timeout)
 
     record_property("runtime_s", round(seconds, 1))
     print(f"{path.name}: {seconds:.0f} s")
-    assert seconds < budget, f"{path.name} took {seconds:.0f} s (budget {budget} s)"
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
