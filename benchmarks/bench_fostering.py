@@ -32,7 +32,7 @@ import os
 import sys
 from typing import Any
 
-MODES = ("exact", "gradcam++", "gradcam")
+from kidney_tf.explain.fostering_maps import FOSTERING_CAM_METHODS as MODES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

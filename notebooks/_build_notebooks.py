@@ -117,6 +117,7 @@ KIDNEY: list[Cell] = [
         from kidney_tf.evaluation.dataset_figures import dataset_figures
         from kidney_tf.evaluation.figures import plot_history
         from kidney_tf.pipelines.reproduce import PAPER_RESULTS, ReproduceConfig
+        from kidney_tf.training.callbacks import cosine_schedule
 
         # kidney_tf's report figures select matplotlib's Agg backend on import; show plots inline.
         %matplotlib inline
@@ -293,13 +294,7 @@ KIDNEY: list[Cell] = [
 
         def schedule(base_lr, epochs):
             # the preset's per-epoch learning-rate schedule, as `kidney-tf train` applies it
-            if config.lr_schedule != "cosine":
-                return []
-
-            def cosine(epoch, lr):
-                return base_lr * 0.5 * (1 + np.cos(np.pi * epoch / epochs))
-
-            return [keras.callbacks.LearningRateScheduler(cosine)]
+            return [cosine_schedule(base_lr, epochs)] if config.lr_schedule == "cosine" else []
 
 
         model.compile(optimizer=keras.optimizers.Adam(config.lr or 1e-3), loss=loss, metrics=["accuracy"])

@@ -275,3 +275,18 @@ def test_run_suite_records_a_failing_section_and_keeps_going(tmp_path, monkeypat
     assert json.loads((tmp_path / "b.json").read_text())["summary"] == report["summary"]
     text = format_report(report)
     assert "section crop failed: RuntimeError: simulated failure" in text
+
+
+def test_fostering_overhead_stops_on_a_non_finite_loss():
+    import numpy as np
+
+    from kidney_tf.bench.fostering import fostering_overhead
+    from kidney_tf.bench.models import ModelPool
+
+    pool = ModelPool(num_classes=4)
+    plain = pool.trainable("tiny", 16, 0.0)
+    fostered = pool.trainable("tiny", 16, 0.1, cam_method="gradcam++")
+    kernel = plain.get_layer("logits").kernel
+    kernel.assign(np.full(kernel.shape, np.nan, "float32"))  # shared by both views
+    with pytest.raises(FloatingPointError, match="plain: non-finite training loss"):
+        fostering_overhead(plain, fostered, batch_size=4, image_size=16, rounds=1)

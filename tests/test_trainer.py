@@ -274,6 +274,16 @@ def test_read_backup_state_errors_name_the_file(tmp_path):
         cb.read_backup_state(tmp_path)
 
 
+def test_cosine_schedule_decays_per_epoch_from_its_start():
+    schedule = cb.cosine_schedule(1e-3, 4, start=2).schedule
+    assert [schedule(e, None) for e in (2, 4, 6)] == pytest.approx([1e-3, 5e-4, 0.0], abs=1e-12)
+    model = tiny_classifier(["a", "b"], 8)
+    model.compile(optimizer=keras.optimizers.Adam(1.0), loss="categorical_crossentropy")
+    x, y = np.zeros((4, 8, 8, 3), np.float32), np.eye(2, dtype=np.float32)[[0, 1, 0, 1]]
+    history = model.fit(x, y, epochs=2, verbose=0, callbacks=[cb.cosine_schedule(0.2, 2)])
+    assert history.history["learning_rate"] == pytest.approx([0.2, 0.1])
+
+
 def test_stop_on_nan_names_the_metric(caplog):
     stop = cb.StopOnNaN()
     stop.set_model(_compiled())

@@ -20,6 +20,7 @@ Usage::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,6 +33,7 @@ from kidney_tf.bench.core import (
     rate,
     ratio,
 )
+from kidney_tf.explain.fostering_maps import CLOSED_FORM_METHODS
 
 FOSTERING_GOAL = Goal("<=", 10.0)
 _SECONDS = {"wall": "seconds", "cpu": "cpu_seconds"}
@@ -62,21 +64,23 @@ def fostering_overhead(
     models = {"plain": plain, **fostered}
     num_classes = int(plain.outputs[0].shape[-1])
     data = cached_batches(batch_size, image_size, num_classes)
-    fit = {"epochs": 1, "verbose": 0, "shuffle": False}
-    warmup = {}
-    for name, model in models.items():
+
+    def timed_fit(name: str, steps_per_epoch: int) -> dict[str, float]:
         with Stopwatch() as watch:
-            model.fit(data, steps_per_epoch=max(1, warmup_steps), **fit)
-        warmup[name] = watch.to_dict()
+            history = models[name].fit(
+                data, steps_per_epoch=steps_per_epoch, epochs=1, verbose=0, shuffle=False
+            )
+        loss = history.history["loss"][-1]
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"{name}: non-finite training loss {loss}")
+        return watch.to_dict()
+
+    warmup = {name: timed_fit(name, max(1, warmup_steps)) for name in models}
     names = list(models)
     per_round = []
     for index in range(max(1, rounds)):
         shift = index % len(names)
-        times: dict[str, dict[str, float]] = {}
-        for name in names[shift:] + names[:shift]:
-            with Stopwatch() as watch:
-                models[name].fit(data, steps_per_epoch=steps, **fit)
-            times[name] = watch.to_dict()
+        times = {name: timed_fit(name, steps) for name in names[shift:] + names[:shift]}
         ratios = {
             name: {c: ratio(times[name][key], times["plain"][key]) for c, key in _SECONDS.items()}
             for name in fostered
@@ -132,7 +136,7 @@ def fostering_figures(arch: str, data: dict[str, Any], clock: str = "wall") -> l
                 f"fostering fit overhead (λ={data['cam_weight'][name]}, {method} CAM), {arch}",
                 pick(overhead, clock),
                 "%",
-                FOSTERING_GOAL if method in ("exact", "gradcam++") else None,
+                FOSTERING_GOAL if method in CLOSED_FORM_METHODS else None,
                 note=f"median of {len(data.get('rounds', []))} interleaved rounds, {clock} time; "
                 f"step {_fmt(pick(data['step_s'][name], clock))} s vs "
                 f"{_fmt(pick(data['step_s']['plain'], clock))} s at batch {data.get('batch_size')}, "

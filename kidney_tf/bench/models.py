@@ -107,9 +107,9 @@ class ModelPool:
     """Builds each architecture once and hands out compiled trainable views of it.
 
     ``trainable(arch, size, cam_weight, cam_method=...)`` returns a ``CamFosteringModel`` (what
-    ``kidney-tf train`` trains, λ = 0 included) over the SAME layers for every λ and CAM method, so
-    the fostering benchmark compares λ > 0 and λ = 0 on one set of weights, and traced train steps are reused across
-    sections.
+    ``kidney-tf train`` trains, λ = 0 included) over the SAME layers for every λ and CAM method,
+    so the fostering benchmark compares λ > 0 and λ = 0 on one set of weights, and traced train
+    steps are reused across sections.
     """
 
     def __init__(self, num_classes: int = 4, seed: int = 0) -> None:

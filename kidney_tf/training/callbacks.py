@@ -3,6 +3,7 @@
 - :class:`Throughput`: training images per second in the progress bar (``img/s``) and history.
 - :class:`StopOnNaN`: ``TerminateOnNaN`` that names the metric that went non-finite.
 - :class:`AtomicBestCheckpoint`: best model by a monitored value, never half-written.
+- :func:`cosine_schedule`: per-epoch cosine learning-rate decay (``lr_schedule="cosine"``).
 - :class:`ResumableBackup`: crash-consistent backups (weights, optimizer, epoch *and step*, and
   the state of the other callbacks) every N steps and at each epoch end, so a killed run resumes
   where it stopped, mid-epoch included.
@@ -78,6 +79,22 @@ class Throughput(keras.callbacks.Callback):
             logs.pop("img/s", None)
             if self._batches:
                 logs["images_per_sec"] = self._last_rate
+
+
+def cosine_schedule(
+    base_lr: float, epochs: int, *, start: int = 0
+) -> keras.callbacks.LearningRateScheduler:
+    """Cosine decay from ``base_lr`` to 0 over ``epochs`` epochs counted from epoch ``start``.
+
+    Set at each epoch's start, as ``kidney-tf train --lr-schedule cosine`` does.
+    Usage: ``model.fit(ds, epochs=3, callbacks=[cosine_schedule(3e-3, 3)])``
+    """
+    length = max(1, int(epochs))
+
+    def cosine(epoch: int, _lr: float) -> float:
+        return base_lr * 0.5 * (1.0 + math.cos(math.pi * (epoch - start) / length))
+
+    return keras.callbacks.LearningRateScheduler(cosine)
 
 
 class StopOnNaN(keras.callbacks.TerminateOnNaN):

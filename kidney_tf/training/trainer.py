@@ -517,7 +517,7 @@ def _callbacks(config, phase: _Phase, out_dir: Path, restore_dir: Path, monitor:
     """Callbacks of one phase; the backup callback comes last (it records the others' state)."""
     import keras
 
-    from kidney_tf.training.callbacks import ResumableBackup
+    from kidney_tf.training.callbacks import ResumableBackup, cosine_schedule
 
     stateful: list = []
     callbacks = [shared["throughput"], shared["nan"], shared["best"]]
@@ -532,12 +532,7 @@ def _callbacks(config, phase: _Phase, out_dir: Path, restore_dir: Path, monitor:
             )
         )
     elif config.lr_schedule == "cosine":
-        length = max(1, phase.end - phase.start)
-
-        def cosine(epoch, _lr, start=phase.start, base=phase.lr):
-            return base * 0.5 * (1.0 + math.cos(math.pi * (epoch - start) / length))
-
-        callbacks.append(keras.callbacks.LearningRateScheduler(cosine))
+        callbacks.append(cosine_schedule(phase.lr, phase.end - phase.start, start=phase.start))
     backup = ResumableBackup(
         out_dir / "backup",
         save_freq=config.backup_every or "epoch",
