@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -11,13 +12,60 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# KIDNEY_TF_SHARED_DATA: only for the test of this fallback (tests/test_readme.py).
+SHARED_DATA = Path(os.environ.get("KIDNEY_TF_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+# The real samples and how many images ../shared/data/README.md (and our README's claims) count.
+REAL_SAMPLES = {"brain_mri_sample": 118, "kidney_ct_sample": 120}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _count_images(root: Path) -> int:
+    if not root.is_dir():
+        return 0
+    return sum(1 for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _sample_root(name: str) -> Path:
-    """The real sample in ../shared/data if present, else the few files copied into fixtures."""
+    """The real sample in ../shared/data; in CI (``CI=true``) it must be there, else the few files
+    copied into tests/fixtures, with a warning (the test then checks far fewer images)."""
     shared = SHARED_DATA / name
-    return shared if shared.is_dir() else FIXTURES / name
+    found = _count_images(shared)
+    if found:
+        if found != REAL_SAMPLES[name]:
+            pytest.fail(
+                f"{shared} holds {found} images, the README's claims are about "
+                f"{REAL_SAMPLES[name]}: restore the shared sample"
+            )
+        return shared
+    problem = f"{shared} is {'empty' if shared.is_dir() else 'missing'}"
+    if IN_CI:
+        pytest.fail(f"CI needs the real samples: {problem} (real_data tests never fall back in CI)")
+    fallback = FIXTURES / name
+    warnings.warn(
+        f"{problem}: real_data tests use the {_count_images(fallback)} images in {fallback} "
+        f"instead of {REAL_SAMPLES[name]}",
+        stacklevel=2,
+    )
+    return fallback
+
+
+def pytest_report_header(config) -> list[str]:
+    lines = []
+    for name, expected in REAL_SAMPLES.items():
+        found = _count_images(SHARED_DATA / name)
+        if found:
+            lines.append(f"real data: {SHARED_DATA / name} ({found} images)")
+        elif IN_CI:
+            lines.append(f"real data: {SHARED_DATA / name} MISSING: real_data tests fail in CI")
+        else:
+            lines.append(
+                f"real data: {SHARED_DATA / name} missing; real_data tests FALL BACK to "
+                f"{_count_images(FIXTURES / name)} fixture images (of {expected})"
+            )
+    return lines
 
 
 @pytest.fixture(scope="session")

@@ -131,7 +131,7 @@ def _kill(workers: list[subprocess.Popen]) -> None:
     for worker in workers:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()
+        worker.wait(timeout=60)
 
 
 def _wait(workers: list[subprocess.Popen], logs: Path) -> None:

@@ -77,6 +77,7 @@ def test_same_seed_gives_identical_png_bytes_across_processes():
         text=True,
         check=True,
         env=env,
+        timeout=120,
     ).stdout.split()
     assert out == [_digest(k, c, i) for k, c, i in cases]
 

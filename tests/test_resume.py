@@ -46,7 +46,7 @@ def _finish(process: subprocess.Popen, log: Path) -> str:
         process.wait(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        process.wait(timeout=60)
         pytest.fail(f"training hung; log:\n{log.read_text()[-3000:]}")
     text = log.read_text()
     assert process.returncode == 0, text[-3000:]
@@ -66,7 +66,7 @@ def _kill_mid_epoch(process: subprocess.Popen, backup: Path, log: Path) -> dict:
             state = None
         if state and state["epoch"] == 1 and state["step"] >= 1:
             os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            process.wait(timeout=60)
             return state
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
@@ -118,5 +118,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     for a, b in zip(expected, actual):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
-    again = subprocess.run(_command(data, run), capture_output=True, text=True, env=_env())
+    again = subprocess.run(
+        _command(data, run), capture_output=True, text=True, env=_env(), timeout=TIMEOUT
+    )
     assert again.returncode == 2 and "already finished" in again.stderr

@@ -178,29 +178,59 @@ def _calls(tree: ast.AST):
             yield node, owner, name
 
 
+UNSAFE_BUILTINS = ("eval", "exec", "compile", "__import__")
+
+
+def _unsafe_calls(source: str, filename: str = "<source>") -> list[str]:
+    """eval/exec/pickle/marshal/yaml.load, np.load(allow_pickle=True) and any ``load_model``
+    (``keras.models.``, ``models.``, ``tf.keras.models.`` or bare) not left in safe mode."""
+    problems = []
+    for node, owner, name in _calls(ast.parse(source, filename=filename)):
+        where = f"{filename}:{node.lineno}"
+        flags = {k.arg: k.value for k in node.keywords}
+        if owner == "" and isinstance(node.func, ast.Name) and name in UNSAFE_BUILTINS:
+            problems.append(f"{where}: {name}()")
+        if owner in ("pickle", "marshal", "dill", "cloudpickle") and name.startswith("load"):
+            problems.append(f"{where}: {owner}.{name}()")
+        if owner == "yaml" and name in ("load", "unsafe_load", "full_load"):
+            problems.append(f"{where}: yaml.{name}()")
+        if name == "load" and owner in ("np", "numpy"):
+            value = flags.get("allow_pickle")
+            if isinstance(value, ast.Constant) and value.value is True:
+                problems.append(f"{where}: np.load(allow_pickle=True)")
+        if name == "load_model" and "safe_mode" in flags:
+            value = flags["safe_mode"]
+            if not (isinstance(value, ast.Constant) and value.value is True):
+                problems.append(f"{where}: load_model(safe_mode={ast.unparse(value)})")
+    return problems
+
+
+def test_unsafe_call_scan_catches_every_form():
+    forms = [
+        "keras.models.load_model(p, safe_mode=False)",
+        "tf.keras.models.load_model(p, safe_mode=False)",
+        "models.load_model(p, safe_mode=False)",
+        "load_model(p, safe_mode=flag)",
+        "saving.load_model(p, compile=False, safe_mode=0)",
+        "eval(text)",
+        "pickle.loads(blob)",
+        "np.load(f, allow_pickle=True)",
+        "yaml.load(f)",
+    ]
+    for form in forms:
+        assert len(_unsafe_calls(form)) == 1, form
+    safe = "keras.models.load_model(p)\nkeras.models.load_model(p, safe_mode=True)\nre.compile(x)"
+    assert _unsafe_calls(safe) == []
+
+
 def test_package_never_evaluates_or_unpickles_data():
-    """No eval/exec/pickle/marshal/yaml.load in kidney_tf; np.load never allows pickles."""
+    """No eval/exec/pickle/marshal/yaml.load in kidney_tf; np.load never allows pickles; every
+    load_model stays in safe mode."""
     problems = []
     for path in sorted(PACKAGE_DIR.rglob("*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        for node, owner, name in _calls(tree):
-            where = f"{path.relative_to(PACKAGE_DIR)}:{node.lineno}"
-            if owner == "" and name in ("eval", "exec", "compile", "__import__"):
-                problems.append(f"{where}: {name}()")
-            if owner in ("pickle", "marshal", "dill", "cloudpickle") and name.startswith("load"):
-                problems.append(f"{where}: {owner}.{name}()")
-            if owner == "yaml" and name in ("load", "unsafe_load", "full_load"):
-                problems.append(f"{where}: yaml.{name}()")
-            if name == "load" and owner in ("np", "numpy"):
-                flags = {k.arg: k.value for k in node.keywords}
-                value = flags.get("allow_pickle")
-                if isinstance(value, ast.Constant) and value.value is True:
-                    problems.append(f"{where}: np.load(allow_pickle=True)")
-            if name == "load_model" and owner == "models":
-                flags = {k.arg: k.value for k in node.keywords}
-                value = flags.get("safe_mode")
-                if isinstance(value, ast.Constant) and value.value is False:
-                    problems.append(f"{where}: load_model(safe_mode=False)")
+        problems += _unsafe_calls(
+            path.read_text(encoding="utf-8"), str(path.relative_to(PACKAGE_DIR))
+        )
     assert problems == []
 
 
@@ -272,3 +302,18 @@ def test_manifest_symlink_cannot_escape_the_data_root(tmp_path):
     manifest.write_text("path,label,split,mask_path\na/link.png,a,,\n")
     with pytest.raises(ValueError, match="leads outside the data root"):
         read_manifest(manifest, validate=False)
+
+
+def test_every_subprocess_in_the_tests_has_a_timeout():
+    """A hung child must fail its test, never block CI: run/check_output/call and the waits on a
+    Popen all pass ``timeout=``."""
+    missing = []
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        for node, owner, name in _calls(ast.parse(path.read_text(encoding="utf-8"))):
+            subprocess_call = owner == "subprocess" and name in (
+                "run", "call", "check_call", "check_output"
+            )  # fmt: skip
+            popen_wait = isinstance(node.func, ast.Attribute) and name in ("wait", "communicate")
+            if (subprocess_call or popen_wait) and "timeout" not in {k.arg for k in node.keywords}:
+                missing.append(f"{path.name}:{node.lineno}: {ast.unparse(node.func)}()")
+    assert missing == []

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -66,16 +68,30 @@ def test_stage_runner_skips_finished_stages(tmp_path):
 
 def test_import_is_lazy_and_quiet():
     code = "import sys, kidney_tf; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
     assert out.stdout.strip() == "False False"
     assert out.stderr == ""
 
 
-def test_cli_help_lists_commands():
-    out = subprocess.run(
-        [sys.executable, "-m", "kidney_tf", "--help"], capture_output=True, text=True, check=True
+def test_cli_help_lists_the_readme_commands_without_importing_tensorflow():
+    code = (
+        "import runpy, sys\n"
+        "sys.argv = ['kidney-tf', '--help']\n"
+        "try:\n"
+        "    runpy.run_module('kidney_tf', run_name='__main__')\n"
+        "except SystemExit as exc:\n"
+        "    print('EXIT', exc.code, 'tensorflow' in sys.modules)\n"
     )
-    assert "kidney-tf" in out.stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+    assert out.splitlines()[-1] == "EXIT 0 False"
+    listed = re.findall(r"^    ([a-z]+)\b", out, flags=re.MULTILINE)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    documented = re.findall(r"^\| `kidney-tf ([a-z]+)", readme, flags=re.MULTILINE)
+    assert len(listed) == 9 and set(listed) == set(documented), (listed, documented)
 
 
 def test_unknown_public_name_raises():
