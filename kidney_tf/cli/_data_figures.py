@@ -36,7 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--crop", choices=("brain", "body", "none"), default="none")
     p.add_argument("--image-size", type=int, default=240, help="crop/resize size (240)")
-    p.add_argument("--split", choices=("auto", "folders", "stratified", "grouped"), default="auto")
+    p.add_argument(
+        "--split", choices=("auto", "folders", "stratified", "grouped", "ranges"), default="auto"
+    )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--val-fraction", type=float, default=0.15)
     p.add_argument("--test-fraction", type=float, default=0.15)

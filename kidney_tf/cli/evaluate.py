@@ -18,6 +18,9 @@ examples:
   kidney-tf evaluate --model runs/baseline/model.keras --split-csv runs/baseline/split.csv \\
       --out reports/baseline
 
+  # an external test set: every image of the folder (no split, no temperature fit)
+  kidney-tf evaluate --model runs/brain/best.keras --data Testing/ --split all --out reports/ext
+
   # brain MRI test folder, brain foreground, Grad-CAM++ on the first 200 images
   kidney-tf evaluate --model runs/brain/model.keras --data Testing/ --crop brain \\
       --max-cam-images 200 --out reports/brain
@@ -53,7 +56,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "absolute paths lie in)",
     )
     p.add_argument("--out", required=True, help="report folder (created)")
-    p.add_argument("--split", choices=("train", "val", "test"), default="test")
+    p.add_argument(
+        "--split",
+        choices=("train", "val", "test", "all"),
+        default="test",
+        help="which split to evaluate (all: every image of --data/--manifest/--split-csv, "
+        "e.g. an external test set; default test)",
+    )
     p.add_argument("--method", default="gradcam++", help="CAM method (default gradcam++)")
     p.add_argument(
         "--extra-methods",
@@ -74,7 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
     p.add_argument("--temperature", help="a number, or 'fit' to fit it on the validation split")
     p.add_argument("--seed", type=int, help="split seed (default: the run's, else 42)")
-    p.add_argument("--split-method", choices=("auto", "folders", "stratified", "grouped"))
+    p.add_argument("--split-method", choices=("auto", "folders", "stratified", "grouped", "ranges"))
     p.add_argument("--val-fraction", type=float)
     p.add_argument("--test-fraction", type=float)
     add_common_arguments(p)
@@ -151,6 +160,11 @@ def run(args: argparse.Namespace) -> int:
     split_method = (
         "folders" if fixed_split else (args.split_method or run_cfg.get("split") or "auto")
     )
+    split = args.split
+    if split == "all":
+        if temperature == "fit":
+            raise CliError("--temperature fit needs a validation split; --split all has none")
+        split_method, split = "all", "test"
     seed = args.seed if args.seed is not None else int(run_cfg.get("seed", 42))
     val_fraction = _pick(args.val_fraction, run_cfg.get("val_fraction"), 0.15)
     test_fraction = _pick(args.test_fraction, run_cfg.get("test_fraction"), 0.15)
@@ -167,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         model,
         source,
         out_dir=args.out,
-        split=args.split,
+        split=split,
         method=args.method,
         max_cam_images=args.max_cam_images,
         crop=args.crop,

@@ -67,6 +67,9 @@ _DIRECT = (
     "strict",
     "deterministic",
     "backup_every",
+    "label_smoothing",
+    "ema",
+    "progress_every",
 )
 
 
@@ -106,6 +109,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--head-units", help="hidden dense units of the head, e.g. 256 or 512,128")
     model.add_argument("--dropout", type=float, help="head dropout (default 0)")
     model.add_argument(
+        "--input-norm",
+        choices=("per-image", "none"),
+        help="per-image: standardise each image's intensities inside the model (from scratch; "
+        "default none)",
+    )
+    model.add_argument(
         "--bn-momentum",
         type=float,
         help="BatchNorm momentum (default 0.9 from scratch, 0.99 with pretrained weights)",
@@ -129,10 +138,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(0: head only; default all)",
     )
     fit.add_argument("--steps-per-epoch", type=int, help="default: one pass over the train split")
+    fit.add_argument("--label-smoothing", type=float, help="cross-entropy label smoothing (0)")
+    fit.add_argument(
+        "--ema",
+        type=float,
+        help="EMA momentum of the weights, e.g. 0.99 (validation and saved models use the "
+        "averaged weights; default 0: off)",
+    )
+    fit.add_argument(
+        "--progress-every",
+        type=float,
+        help="seconds between progress lines when output is not a terminal (60; 0: off)",
+    )
     fit.add_argument(
         "--seed", type=int, help="seed of split, shuffling, augmentation, init (default 42)"
     )
     fit.add_argument("--no-augment", dest="augment", action="store_false", default=None)
+    fit.add_argument(
+        "--augment-options",
+        help="augmentation settings over the paper's, e.g. rotation=15,gamma=0.3,contrast=0.3 "
+        "(AugmentConfig fields)",
+    )
     fit.add_argument(
         "--deterministic",
         action="store_true",
@@ -146,10 +172,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
 
     data = p.add_argument_group("data")
-    data.add_argument("--crop", choices=("brain", "body", "none"), help="default none")
+    data.add_argument(
+        "--crop", choices=("brain", "body", "none"), help="default none, or the --init model's"
+    )
     data.add_argument(
         "--split",
-        choices=("auto", "folders", "stratified", "grouped"),
+        choices=("auto", "folders", "stratified", "grouped", "ranges"),
         help="how to split train/val/test (default auto)",
     )
     data.add_argument("--split-csv", help="reuse the exact split of a previous run (RUN/split.csv)")
@@ -193,7 +221,13 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.data or args.manifest:
         values["data"] = args.data or args.manifest
     if args.crop is not None:
-        values["crop"] = None if args.crop == "none" else args.crop
+        values["crop"] = args.crop  # "none" stays explicit: it overrides an --init model's crop
+    if args.augment_options:
+        if args.augment is False:
+            raise CliError("--augment-options and --no-augment contradict each other")
+        values["augment"] = _augment_options(args.augment_options)
+    if args.input_norm is not None:
+        values["input_norm"] = None if args.input_norm == "none" else args.input_norm
     if args.head_units is not None:
         try:
             values["head_units"] = tuple(int(u) for u in args.head_units.split(",") if u.strip())
@@ -204,6 +238,26 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "quiet", False):
         values["verbose"] = 0
     return values
+
+
+def _augment_options(text: str) -> dict[str, Any]:
+    """``"rotation=15,gamma=0.3,vertical_flip=true"`` -> an AugmentConfig dict (checked later)."""
+    options: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"--augment-options: expected KEY=VALUE, got {item!r}")
+        value = value.strip()
+        if value.lower() in ("true", "false"):
+            options[key.strip()] = value.lower() == "true"
+            continue
+        for parse in (int, float, str):
+            try:
+                options[key.strip()] = parse(value)
+                break
+            except ValueError:
+                continue
+    return options
 
 
 def config_from_args(args: argparse.Namespace):

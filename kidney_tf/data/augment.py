@@ -29,8 +29,10 @@ class AugmentConfig:
     """Augmentation settings; the defaults reproduce the brain-MRI paper's recipe.
 
     ``rotation`` is in degrees (±), ``zoom``/``translation`` are fractions of the image size (±),
-    ``brightness``/``contrast`` are factors of the value range (±, Keras semantics). A factor of
-    0 disables that op. ``randaugment`` adds Keras ``RandAugment`` (``randaugment_ops`` ops at
+    ``brightness``/``contrast`` are factors of the value range (±, Keras semantics);
+    ``gamma`` draws a gamma per image with ``log(gamma)`` uniform in ±``gamma`` (a window-like
+    change of the intensity curve that brightness and contrast cannot make). A factor of 0
+    disables that op. ``randaugment`` adds Keras ``RandAugment`` (``randaugment_ops`` ops at
     ``randaugment_magnitude``) to the image only; it includes geometric ops, so it cannot be used
     together with masks. ``fill_mode="constant"`` fills exposed corners with ``fill_value``
     (black, like the scanner background) instead of mirroring anatomy.
@@ -45,6 +47,7 @@ class AugmentConfig:
     translation: float = 0.0
     brightness: float = 0.1
     contrast: float = 0.1
+    gamma: float = 0.0
     randaugment: bool = False
     randaugment_ops: int = 2
     randaugment_magnitude: float = 0.5
@@ -57,7 +60,7 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         if self.fill_mode not in _FILL_MODES:
             raise ValueError(f"fill_mode must be one of {_FILL_MODES}, got {self.fill_mode!r}")
-        for name in ("rotation", "zoom", "translation", "brightness", "contrast"):
+        for name in ("rotation", "zoom", "translation", "brightness", "contrast", "gamma"):
             if getattr(self, name) < 0:
                 raise ValueError(f"AugmentConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.zoom < 1:
@@ -90,8 +93,54 @@ class AugmentConfig:
             or self.translation
             or self.brightness
             or self.contrast
+            or self.gamma
             or self.randaugment
         )
+
+
+@keras.saving.register_keras_serializable(package="kidney_tf")
+class RandomGamma(layers.Layer):
+    """Per-image gamma curve ``low + range * ((x - low) / range) ** g``, ``log g ~ U(±factor)``.
+
+    Usage: ``RandomGamma(0.3, value_range=(0, 255), seed=1)(images, training=True)``.
+    """
+
+    def __init__(
+        self,
+        factor: float,
+        value_range: tuple[float, float] = (0.0, 255.0),
+        seed: int | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        if factor < 0:
+            raise ValueError(f"RandomGamma factor must be >= 0, got {factor}")
+        self.factor = float(factor)
+        self.value_range = tuple(float(v) for v in value_range)
+        self.seed = seed
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images: Any, training: bool | None = True) -> Any:
+        if not training or not self.factor:
+            return images
+        low, high = self.value_range
+        batch = ops.shape(images)[0]
+        log_gamma = keras.random.uniform(
+            (batch, 1, 1, 1), -self.factor, self.factor, seed=self.generator
+        )
+        unit = ops.clip((images - low) / (high - low), 0.0, 1.0)
+        return low + (high - low) * ops.power(unit, ops.exp(log_gamma))
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "factor": self.factor,
+            "value_range": list(self.value_range),
+            "seed": self.seed,
+        }
 
 
 @keras.saving.register_keras_serializable(package="kidney_tf")
@@ -178,6 +227,10 @@ class ScanAugmenter(layers.Layer):
                 layers.RandomContrast(
                     c.contrast, value_range=c.value_range, seed=self._seed(c, 6), name="contrast"
                 )
+            )
+        if c.gamma:
+            out.append(
+                RandomGamma(c.gamma, value_range=c.value_range, seed=self._seed(c, 8), name="gamma")
             )
         if c.randaugment:
             out.append(

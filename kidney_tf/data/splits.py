@@ -36,7 +36,10 @@ from kidney_tf.utils.logging import get_logger
 log = get_logger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-SPLIT_METHODS: tuple[str, ...] = ("auto", "folders", "stratified", "grouped")
+SPLIT_METHODS: tuple[str, ...] = ("auto", "folders", "stratified", "grouped", "ranges")
+#: Split methods for evaluation only: ``"all"`` puts every record in the test split (an external
+#: test set, such as another hospital's scans or the official Testing folder).
+EVAL_SPLIT_METHODS: tuple[str, ...] = ("all",)
 
 #: Default largest gap between slice numbers that still counts as "neighbouring" (the CT-KIDNEY
 #: export numbers slices of a series consecutively; a gap of a few tolerates dropped slices).
@@ -229,6 +232,11 @@ def split_records(
       * ``"stratified"``: stratified random split (scikit-learn ``train_test_split``).
       * ``"grouped"``: leakage-aware; :func:`slice_groups` then scikit-learn
         ``StratifiedGroupKFold`` (fractions are met to whole folds, within ~2 points).
+      * ``"ranges"``: per class, the highest slice numbers are the test split and the next
+        highest the validation split, each cut where consecutive numbers are more than
+        ``slice_gap`` apart (a series boundary), so no test slice has a neighbour in train: the
+        "held-out slice ranges" of the real-data benchmark (names must carry slice numbers).
+      * ``"all"`` (evaluation only): every record in the test split, fractions ignored.
       * ``"auto"``: folders if every record carries a split, else grouped if the names look
         like slice numbers, else stratified (logged).
 
@@ -241,8 +249,16 @@ def split_records(
     records = sorted(records, key=lambda r: (r.label, r.path))
     if not records:
         raise ValueError("split_records: no records to split")
-    if method not in SPLIT_METHODS:
-        raise ValueError(f"split method must be one of {SPLIT_METHODS}, got {method!r}")
+    if method not in SPLIT_METHODS + EVAL_SPLIT_METHODS:
+        raise ValueError(
+            f"split method must be one of {SPLIT_METHODS + EVAL_SPLIT_METHODS}, got {method!r}"
+        )
+    if method == "all":
+        return Splits(
+            {"train": [], "val": [], "test": [_with_split(r, "test") for r in records]},
+            method="all",
+            reason="every record is a test record (split='all')",
+        )
     _check_fraction("val_fraction", val_fraction)
     _check_fraction("test_fraction", test_fraction)
     if val_fraction + test_fraction >= 1:
@@ -264,6 +280,9 @@ def split_records(
         result.reason = reason
         return result
 
+    if method == "ranges":
+        return _range_split(records, val_fraction, test_fraction, slice_gap, reason)
+
     labels = [r.label for r in records]
     groups = None
     if method == "grouped":
@@ -281,6 +300,56 @@ def split_records(
         reason=reason,
         groups=group_map,
     )
+
+
+def _range_split(
+    records: Sequence[ImageRecord],
+    val_fraction: float,
+    test_fraction: float,
+    slice_gap: int,
+    reason: str,
+) -> Splits:
+    """Per class: test = the highest-numbered runs, val = the next, train = the rest."""
+    numbered: dict[str, list[tuple[int, int]]] = collections.defaultdict(list)
+    for i, record in enumerate(records):
+        parsed = slice_number(record.path)
+        if parsed is None:
+            raise ValueError(
+                f"{record.path}: split='ranges' needs a slice number at the end of every file "
+                "name (e.g. 'Cyst- (1219).jpg'); use split='grouped' or 'stratified'"
+            )
+        numbered[record.label].append((parsed[1], i))
+    parts: dict[str, list[int]] = {name: [] for name in SPLITS}
+    for label in sorted(numbered):
+        members = sorted(numbered[label])
+        numbers = [n for n, _ in members]
+        end = len(members)
+        for name, fraction in (("test", test_fraction), ("val", val_fraction)):
+            if fraction <= 0:
+                continue
+            cut = _range_cut(numbers[:end], fraction * len(members), slice_gap)
+            if cut is None:
+                raise ValueError(
+                    f"split='ranges': class {label!r} has no gap of more than {slice_gap} slice "
+                    f"numbers to cut a {name} range at (lower slice_gap or use 'grouped')"
+                )
+            parts[name] += [i for _, i in members[cut:end]]
+            end = cut
+        parts["train"] += [i for _, i in members[:end]]
+    return Splits(
+        {name: [_with_split(records[i], name) for i in sorted(idx)] for name, idx in parts.items()},
+        method="ranges",
+        reason=reason,
+    )
+
+
+def _range_cut(numbers: Sequence[int], size: float, slice_gap: int) -> int | None:
+    """The index ``i`` nearest ``len(numbers) - size`` with a series boundary before it."""
+    target = len(numbers) - size
+    cuts = [i for i in range(1, len(numbers)) if numbers[i] - numbers[i - 1] > slice_gap]
+    if not cuts:
+        return None
+    return min(cuts, key=lambda i: (abs(i - target), -i))
 
 
 def _check_fraction(name: str, value: float) -> None:

@@ -32,7 +32,7 @@ from typing import Any
 import keras
 
 from kidney_tf.models.heads import LOGITS_LAYER, HeadConfig, build_head
-from kidney_tf.models.preprocessing import CaffePreprocessing
+from kidney_tf.models.preprocessing import CaffePreprocessing, PerImageStandardization
 from kidney_tf.utils.io import atomic_path
 from kidney_tf.utils.logging import get_logger
 
@@ -199,12 +199,16 @@ def build_classifier(
     bn_momentum: float | None = None,
     class_names: Sequence[str] | None = None,
     name: str | None = None,
+    input_norm: str | None = None,
 ) -> Classifier:
     """Build a flat functional classifier taking raw 0–255 float32 RGB images.
 
     ``num_classes`` defaults to ``len(class_names)`` or 4. ``image_size`` defaults to the
     architecture's (224 ResNet-50, 240 EfficientNetB1). ``bn_momentum`` sets the momentum of every
     BatchNorm layer; None means 0.9 when ``weights`` is None and Keras' 0.99 otherwise.
+    ``input_norm="per-image"`` first standardises each image's intensities
+    (:class:`~kidney_tf.models.preprocessing.PerImageStandardization`; for from-scratch training,
+    pretrained weights expect the original intensities).
 
     Usage: ``build_classifier("efficientnetb1", num_classes=4, weights=None)``.
     """
@@ -220,12 +224,12 @@ def build_classifier(
     head = head or HeadConfig()
     resolved = _resolve_weights(weights)
 
+    if input_norm not in (None, "per-image"):
+        raise ValueError(f"input_norm must be None or 'per-image', got {input_norm!r}")
     inputs = keras.Input((image_size, image_size, 3), dtype="float32", name="image")
-    x = (
-        CaffePreprocessing(name="preprocessing")(inputs)
-        if spec["preprocessing"] == "caffe"
-        else inputs
-    )
+    x = PerImageStandardization(name="input_norm")(inputs) if input_norm else inputs
+    if spec["preprocessing"] == "caffe":
+        x = CaffePreprocessing(name="preprocessing")(x)
     constructor = getattr(keras.applications, spec["constructor"])
     try:
         backbone = constructor(
@@ -247,6 +251,7 @@ def build_classifier(
         "image_size": image_size,
         "crop": None,
         "preprocessing": spec["preprocessing"],
+        "input_norm": input_norm,
         "head": head.to_dict(),
         "weights": None if resolved is None else str(resolved),
         "input": "float32 RGB in 0..255",

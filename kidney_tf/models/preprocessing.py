@@ -46,3 +46,35 @@ class CaffePreprocessing(keras.layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "mean": list(self.mean)}
+
+
+@keras.saving.register_keras_serializable(package="kidney_tf")
+class PerImageStandardization(keras.layers.Layer):
+    """Give every image the same intensity mean and spread: ``(x - mean) / std * scale + centre``.
+
+    Statistics are over each image's pixels and channels (``tf.image.per_image_standardization``
+    semantics, std floored at ``1/sqrt(N)``), then mapped back into the 0–255 range the next
+    preprocessing expects (mean ``centre``, std ``scale``). A from-scratch model then cannot
+    tell classes apart by global brightness or contrast (scanner window, export settings).
+
+    Usage: ``x = PerImageStandardization(name="input_norm")(keras.Input((128, 128, 3)))``.
+    """
+
+    def __init__(self, centre: float = 127.5, scale: float = 64.0, **kwargs):
+        super().__init__(**kwargs)
+        self.centre = float(centre)
+        self.scale = float(scale)
+
+    def call(self, inputs):
+        x = ops.cast(inputs, self.compute_dtype)
+        mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
+        std = ops.std(x, axis=(1, 2, 3), keepdims=True)
+        count = ops.cast(ops.prod(ops.shape(x)[1:]), self.compute_dtype)
+        std = ops.maximum(std, 1.0 / ops.sqrt(count))
+        return (x - mean) / std * self.scale + self.centre
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "centre": self.centre, "scale": self.scale}

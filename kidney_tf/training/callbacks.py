@@ -4,6 +4,8 @@
 - :class:`StopOnNaN`: ``TerminateOnNaN`` that names the metric that went non-finite.
 - :class:`AtomicBestCheckpoint`: best model by a monitored value, never half-written.
 - :func:`cosine_schedule`: per-epoch cosine learning-rate decay (``lr_schedule="cosine"``).
+- :class:`EmaWeights`: validation and the best checkpoint use the optimizer's EMA weights.
+- :class:`ProgressLines`: a plain progress line every N seconds (step, img/s, ETA) for logs.
 - :class:`ResumableBackup`: crash-consistent backups (weights, optimizer, epoch *and step*, and
   the state of the other callbacks) every N steps and at each epoch end, so a killed run resumes
   where it stopped, mid-epoch included.
@@ -17,9 +19,11 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -97,6 +101,76 @@ def cosine_schedule(
     return keras.callbacks.LearningRateScheduler(cosine)
 
 
+class EmaWeights(keras.callbacks.SwapEMAWeights):
+    """``SwapEMAWeights`` that also lends the EMA weights to a checkpoint (:meth:`in_model`).
+
+    Validation then measures the averaged weights, and :class:`AtomicBestCheckpoint` given this
+    object saves them, so the best model is chosen and saved on the weights that are measured.
+    The optimizer needs ``use_ema=True``. Put it before the checkpoint in the callback list.
+
+    Usage: ``ema = EmaWeights(); model.fit(ds, callbacks=[ema, AtomicBestCheckpoint(p, ema=ema)])``
+    """
+
+    def __init__(self):
+        super().__init__(swap_on_epoch=False)
+
+    @contextlib.contextmanager
+    def in_model(self):
+        """Context in which the model's trainable variables hold the EMA weights."""
+        if self._ema_weights_in_model:
+            yield
+            return
+        self._swap_variables()
+        self._ema_weights_in_model = True
+        try:
+            yield
+        finally:
+            self._swap_variables()
+            self._ema_weights_in_model = False
+
+
+class ProgressLines(keras.callbacks.Callback):
+    """Write ``epoch e/E step s/S  img/s  ETA`` every ``every`` seconds (for redirected output).
+
+    Keras' progress bar redraws one line with carriage returns, which a log file shows only at
+    the epoch's end; this writes whole lines, so a log shows where a long epoch is.
+
+    Usage: ``model.fit(ds, epochs=3, verbose=2, callbacks=[ProgressLines(every=60)])``.
+    """
+
+    def __init__(self, every: float = 60.0, stream: Any = None):
+        super().__init__()
+        if every <= 0:
+            raise ValueError(f"every must be > 0 seconds, got {every}")
+        self.every = float(every)
+        self.stream = stream
+        self._epoch = 0
+        self._start = self._last = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = int(epoch)
+        self._start = self._last = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if now - self._last < self.every:
+            return
+        self._last = now
+        steps = (self.params or {}).get("steps") or 0
+        epochs = (self.params or {}).get("epochs") or 0
+        done = int(batch) + 1
+        rate = (logs or {}).get("img/s")
+        eta = (now - self._start) / done * (steps - done) if steps else float("nan")
+        parts = [f"epoch {self._epoch + 1}/{epochs}", f"step {done}/{steps or '?'}"]
+        if rate is not None:
+            parts.append(f"{float(rate):.1f} img/s")
+        if (logs or {}).get("loss") is not None:
+            parts.append(f"loss {float(logs['loss']):.4f}")
+        if math.isfinite(eta):
+            parts.append(f"epoch ETA {eta:.0f} s")
+        print("  ".join(parts), file=self.stream or sys.stdout, flush=True)
+
+
 class StopOnNaN(keras.callbacks.TerminateOnNaN):
     """``TerminateOnNaN`` that says which metric went non-finite and remembers where.
 
@@ -136,12 +210,21 @@ class AtomicBestCheckpoint(keras.callbacks.Callback):
     is written beside it and renamed. Its ``best`` value is part of :class:`ResumableBackup`'s
     state, so a resumed run keeps comparing against the value reached before the interruption.
 
+    With ``ema`` (an :class:`EmaWeights`), the EMA weights are saved.
+
     Usage: ``AtomicBestCheckpoint("run/best.keras", monitor="val_loss")``.
     """
 
-    def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", mode: str = "auto"):
+    def __init__(
+        self,
+        filepath: str | os.PathLike,
+        monitor: str = "val_loss",
+        mode: str = "auto",
+        ema: EmaWeights | None = None,
+    ):
         super().__init__()
         self.filepath = Path(filepath)
+        self.ema = ema
         self.monitor = monitor
         if mode == "auto":
             mode = "max" if "acc" in monitor or "f1" in monitor else "min"
@@ -168,7 +251,8 @@ class AtomicBestCheckpoint(keras.callbacks.Callback):
         if value is None or not math.isfinite(float(value)):
             return
         if self._improved(float(value)):
-            with atomic_path(self.filepath, suffix=".keras") as tmp:
+            weights = self.ema.in_model() if self.ema is not None else contextlib.nullcontext()
+            with weights, atomic_path(self.filepath, suffix=".keras") as tmp:
                 self.model.save(tmp)
             self.best = float(value)
             self.best_epoch = int(epoch) + 1

@@ -55,7 +55,8 @@ from kidney_tf.utils.logging import get_logger
 log = get_logger(__name__)
 
 LR_SCHEDULES = ("plateau", "cosine", "constant")
-SPLIT_METHODS = ("auto", "folders", "stratified", "grouped")
+SPLIT_METHODS = ("auto", "folders", "stratified", "grouped", "ranges")
+INPUT_NORMS = (None, "per-image")
 DEFAULT_ARCH = "resnet50"
 # Settings that may differ between an interrupted run and its resumption.
 _RESUMABLE_KEYS = frozenset({"verbose", "backup_every", "out"})
@@ -66,7 +67,8 @@ _PATH_KEYS = ("out", "data", "init", "split_csv")
 class TrainConfig:
     """Settings of one training run. Defaults reproduce the kidney paper's baseline.
 
-    ``arch=None`` means ResNet-50, or the ``init`` model's architecture. ``image_size=None``
+    ``arch=None`` means ResNet-50, or the ``init`` model's architecture; ``crop=None`` likewise
+    means no crop, or the ``init`` model's crop (``"none"`` turns an ``init`` model's crop off). ``image_size=None``
     means the architecture's default (224 / 240) or the ``init`` model's input size.
     ``lr=None`` picks 1e-3 for a new model and 1e-4 when fine-tuning ``init``.
     ``freeze_epochs`` > 0 trains the head alone first (transfer learning), then unfreezes
@@ -75,6 +77,13 @@ class TrainConfig:
     N blocks and the head (0: the head alone; frozen BatchNorm stays in inference mode).
     ``backup_every`` > 0 also backs up every that many steps (0: at epoch ends only).
     ``deterministic`` makes a resumed run end exactly like an uninterrupted one (module doc).
+    ``augment`` is True (the paper's augmentation), False, or an ``AugmentConfig`` dict.
+    ``ema`` > 0 keeps an exponential moving average of the weights with that momentum (Adam's
+    ``use_ema``): validation, ``best.keras`` and ``model.keras`` use the averaged weights.
+    ``input_norm="per-image"`` standardises each image's intensities inside the model (so a
+    global brightness/contrast difference between classes is no shortcut; from scratch only).
+    ``progress_every`` > 0 prints a progress line every that many seconds when the output is
+    not a terminal (logs of long runs); 0 turns it off.
 
     Usage: ``TrainConfig(data="phantoms", out="runs/a", image_size=64, epochs=2, weights=None)``.
     """
@@ -108,6 +117,10 @@ class TrainConfig:
     bn_momentum: float | None = None
     head_units: tuple[int, ...] = ()
     dropout: float = 0.0
+    label_smoothing: float = 0.0
+    ema: float = 0.0
+    input_norm: str | None = None
+    progress_every: float = 60.0
     strict: bool = False
     cache: bool = True
     deterministic: bool = False
@@ -197,8 +210,20 @@ class TrainConfig:
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {value}")
-        if self.crop not in (None, "brain", "body"):
-            raise ValueError(f"crop must be brain, body or None, got {self.crop!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema must be a momentum in [0, 1) (0: off), got {self.ema}")
+        if self.input_norm not in INPUT_NORMS:
+            raise ValueError(f"input_norm must be one of {INPUT_NORMS}, got {self.input_norm!r}")
+        if self.progress_every < 0:
+            raise ValueError(f"progress_every must be >= 0 seconds, got {self.progress_every}")
+        if isinstance(self.augment, dict):
+            from kidney_tf.data.augment import AugmentConfig
+
+            AugmentConfig.from_dict(self.augment)
+        if self.crop not in (None, "none", "brain", "body"):
+            raise ValueError(f"crop must be brain, body, none or None, got {self.crop!r}")
         if not self.out:
             raise ValueError("no output folder (--out)")
         if self.data is None:
@@ -376,12 +401,22 @@ def _rebuild_for_policy(base, class_names: list[str]):
     return model
 
 
+def resolved_crop(config: TrainConfig, base=None) -> str | None:
+    """The crop a run uses: ``config.crop``, else the ``init`` model's (``"none"``: no crop)."""
+    if config.crop is not None:
+        return None if config.crop == "none" else config.crop
+    if base is not None:
+        return (getattr(base, "metadata", None) or {}).get("crop")
+    return None
+
+
 def _build_model(config: TrainConfig, base, class_names, image_size, model_fn):
     import keras
 
     from kidney_tf.training.fostering import CamFosteringModel
 
-    metadata = {"arch": config.arch or DEFAULT_ARCH, "image_size": image_size, "crop": config.crop}
+    crop = resolved_crop(config, base)
+    metadata = {"arch": config.arch or DEFAULT_ARCH, "image_size": image_size, "crop": crop}
     if base is not None:
         metadata["arch"] = (base.metadata or {}).get("arch", metadata["arch"])
         if keras.mixed_precision.global_policy().name != "float32":
@@ -404,6 +439,7 @@ def _build_model(config: TrainConfig, base, class_names, image_size, model_fn):
                 head=head,
                 bn_momentum=config.bn_momentum,
                 class_names=class_names,
+                input_norm=config.input_norm,
             )
         except RuntimeError as exc:  # ImageNet weights unavailable (offline): a user error
             if config.weights != "imagenet":
@@ -424,9 +460,10 @@ def _compile(model, config: TrainConfig, class_weights: dict[int, float], lr: fl
     from kidney_tf.training.losses import WeightedCrossEntropy
 
     weights = [float(class_weights[i]) for i in range(len(class_weights))]
+    ema = {"use_ema": True, "ema_momentum": config.ema} if config.ema else {}
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=lr),
-        loss=WeightedCrossEntropy(weights),
+        optimizer=keras.optimizers.Adam(learning_rate=lr, **ema),
+        loss=WeightedCrossEntropy(weights, label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
         jit_compile=config.jit_compile,
     )
@@ -520,7 +557,9 @@ def _callbacks(config, phase: _Phase, out_dir: Path, restore_dir: Path, monitor:
     from kidney_tf.training.callbacks import ResumableBackup, cosine_schedule
 
     stateful: list = []
-    callbacks = [shared["throughput"], shared["nan"], shared["best"]]
+    callbacks = [shared["throughput"], shared["nan"], *shared["ema"], shared["best"]]
+    if shared["progress"] is not None:
+        callbacks.append(shared["progress"])
     if config.patience > 0:
         stateful.append(
             keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience, verbose=1)
@@ -739,7 +778,7 @@ class _Run:
             "image_size": image_size,
             "batch_size": config.batch_size,
             "seed": config.seed,
-            "crop": config.crop,
+            "crop": resolved_crop(config, base),
             "augment": config.augment,
             "cache": config.cache,
         }
@@ -800,6 +839,8 @@ class _Run:
 
         from kidney_tf.training.callbacks import (
             AtomicBestCheckpoint,
+            EmaWeights,
+            ProgressLines,
             StopOnNaN,
             Throughput,
             read_backup_state,
@@ -807,11 +848,17 @@ class _Run:
 
         config, strategy = self.config, self.strategy
         monitor = "val_loss" if bundle.val is not None else "loss"
+        ema = EmaWeights() if config.ema else None
+        progress = None
+        if config.progress_every and config.verbose != 0 and not sys.stdout.isatty():
+            progress = ProgressLines(every=config.progress_every)
         shared = {
             "throughput": Throughput(config.batch_size),
             "nan": StopOnNaN(),
+            "ema": [ema] if ema is not None else [],
+            "progress": progress,
             "csv": keras.callbacks.CSVLogger(str(history_csv), append=True),
-            "best": AtomicBestCheckpoint(self.out_dir / "best.keras", monitor=monitor),
+            "best": AtomicBestCheckpoint(self.out_dir / "best.keras", monitor=monitor, ema=ema),
         }
         state = read_backup_state(backup_dir) or read_backup_state(self.out_dir / "backup")
         phases = _phases(config)
@@ -841,7 +888,10 @@ class _Run:
                     validation_data=shardable(bundle.val),
                     callbacks=callbacks,
                     shuffle=False,  # the stream is shuffled (seeded) by the pipeline
-                    verbose=config.verbose,
+                    # One line per epoch where ProgressLines writes the in-epoch lines (a log).
+                    verbose=2
+                    if shared["progress"] and config.verbose == "auto"
+                    else config.verbose,
                 )
                 epochs_run += end - epoch
                 if shared["nan"].stopped_at is not None:

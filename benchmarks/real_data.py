@@ -1,0 +1,319 @@
+"""Honest real-data benchmark: train with the CLI on a real pool, score held-out patients.
+
+The held-out part shares no neighbouring slices or near-duplicates with training:
+
+- kidney CT (``Cyst- (1219).jpg`` names): ``--split ranges`` — per class the highest slice
+  numbers are the test split and the next ones the validation split, each cut at a gap of more
+  than 5 numbers (a series boundary), so no test slice has a neighbour in train or val;
+- brain MRI: 20 % test, grouped (runs of consecutive file numbers and perceptual near-duplicates,
+  phash distance <= 6, are kept on one side), written once to ``OUT/split.csv``.
+
+Each *arm* is one ``kidney-tf train`` command line (a recipe, or a recipe with one lever
+changed); every arm uses the same split. Each model (``best.keras``: the best validation loss)
+is then scored by ``kidney-tf evaluate`` on the test split: accuracy, macro-F1, per-class recall,
+confusion matrix, Grad-CAM++ entropy/radius/SNR, CAM mass outside the body/brain and the
+shortcut warnings (a class with more than half of its maps peaking in one grid cell). Finished
+arms are not trained again (delete ``OUT/<arm>`` to redo one); an interrupted arm resumes.
+
+Writes ``OUT/results.json`` and ``OUT/table.md`` (the README's real-data table) and prints it.
+
+Usage::
+
+    python benchmarks/real_data.py --pool ../shared/data/kidney_ct_pool --out runs/real/kidney
+    python benchmarks/real_data.py --pool ../shared/data/brain_mri_pool --out runs/real/brain \\
+        --arms recipe,baseline
+    python benchmarks/real_data.py --pool POOL --out OUT --list        # the arms and commands
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+KIDNEY_CLASSES = ("Cyst", "Normal", "Stone", "Tumor")
+BRAIN_CLASSES = ("glioma", "meningioma", "notumor", "pituitary")
+
+#: Arms per dataset: name -> (what it measures, ``kidney-tf train`` arguments).
+ARMS: dict[str, dict[str, tuple[str, list[str]]]] = {
+    "kidney": {
+        "recipe": ("the kidney-real recipe", ["--recipe", "kidney-real"]),
+        "baseline": (
+            "the paper's settings at 128 px, 12 epochs (the command of issue 11)",
+            [
+                "--arch",
+                "resnet50",
+                "--image-size",
+                "128",
+                "--weights",
+                "none",
+                "--crop",
+                "body",
+                "--epochs",
+                "12",
+            ],
+        ),
+        "recipe-no-norm": (
+            "recipe without per-image intensity standardisation",
+            ["--recipe", "kidney-real", "--input-norm", "none"],
+        ),
+        "recipe-no-ema": (
+            "recipe without weight averaging",
+            ["--recipe", "kidney-real", "--ema", "0"],
+        ),
+        "recipe-160px": ("recipe at 160 px", ["--recipe", "kidney-real", "--image-size", "160"]),
+    },
+    "brain": {
+        "recipe": ("the brain-real recipe", ["--recipe", "brain-real"]),
+        "baseline": (
+            "EfficientNetB1 + brain crop at 128 px, 10 epochs (the command of issue 11)",
+            [
+                "--arch",
+                "efficientnetb1",
+                "--crop",
+                "brain",
+                "--image-size",
+                "128",
+                "--weights",
+                "none",
+                "--epochs",
+                "10",
+            ],
+        ),
+        "recipe-no-norm": (
+            "recipe without per-image intensity standardisation",
+            ["--recipe", "brain-real", "--input-norm", "none"],
+        ),
+    },
+}
+DEFAULT_ARMS = {"kidney": "recipe,baseline", "brain": "recipe,baseline"}
+BRAIN_TEST_FRACTION = 0.2
+BRAIN_DUPLICATE_DISTANCE = 6
+_SAME_CELL = re.compile(
+    r"class (?P<name>\S+): (?P<count>\d+)/(?P<total>\d+) maps peak in grid cell"
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--pool", required=True, help="the real pool (class folders)")
+    p.add_argument("--out", required=True, help="benchmark folder (one run folder per arm)")
+    p.add_argument("--dataset", choices=("auto", "kidney", "brain"), default="auto")
+    p.add_argument("--arms", help="comma-separated arms (default: recipe,baseline)")
+    p.add_argument("--list", action="store_true", help="print the arms and their commands")
+    p.add_argument("--train-only", action="store_true", help="skip the evaluation")
+    p.add_argument(
+        "--timeout-min", type=float, default=240.0, help="give up on one arm after this long"
+    )
+    return p.parse_args(argv)
+
+
+def detect_dataset(pool: Path) -> str:
+    names = {p.name for p in pool.iterdir() if p.is_dir()}
+    if set(KIDNEY_CLASSES) <= names:
+        return "kidney"
+    if set(BRAIN_CLASSES) <= names:
+        return "brain"
+    raise SystemExit(
+        f"{pool}: neither the kidney CT classes {KIDNEY_CLASSES} nor the brain MRI classes "
+        f"{BRAIN_CLASSES}; pass --dataset"
+    )
+
+
+def split_arguments(dataset: str, pool: Path, out: Path) -> list[str]:
+    """The split every arm trains and is tested on (written once for the brain pool)."""
+    if dataset == "kidney":
+        return ["--split", "ranges"]
+    split_csv = out / "split.csv"
+    if not split_csv.is_file():
+        from kidney_tf.data.reading import load_source
+        from kidney_tf.data.splits import split_records, write_split_csv
+
+        scan = load_source(pool)
+        splits = split_records(
+            scan.records,
+            method="grouped",
+            val_fraction=0.15,
+            test_fraction=BRAIN_TEST_FRACTION,
+            duplicate_distance=BRAIN_DUPLICATE_DISTANCE,
+        )
+        write_split_csv(splits, split_csv)
+        print(f"split: {splits.counts()} -> {split_csv}", flush=True)
+    return ["--split-csv", str(split_csv)]
+
+
+def _run(command: list[str], log: Path, timeout_s: float) -> float:
+    started = time.perf_counter()
+    print(f"$ {shlex.join(command)}  (log: {log})", flush=True)
+    with log.open("a") as handle:
+        result = subprocess.run(
+            command, stdout=handle, stderr=subprocess.STDOUT, timeout=timeout_s, check=False
+        )
+    if result.returncode != 0:
+        raise SystemExit(f"{command[0]} {command[1]} failed ({result.returncode}); see {log}")
+    return time.perf_counter() - started
+
+
+def train_arm(name: str, args: list[str], pool: Path, out: Path, split: list[str], timeout: float):
+    run_dir = out / name
+    if (run_dir / "model.keras").is_file():
+        print(f"{name}: trained already ({run_dir})", flush=True)
+        return None
+    command = ["kidney-tf", "train", "--data", str(pool), *split, *args, "--out", str(run_dir)]
+    out.mkdir(parents=True, exist_ok=True)
+    seconds = _run(command, out / f"{name}.train.log", timeout)
+    (run_dir / "benchmark_train.json").write_text(
+        json.dumps({"command": command, "wall_s": seconds}, indent=2)
+    )
+    return seconds
+
+
+def evaluate_arm(name: str, out: Path, timeout: float) -> dict[str, Any]:
+    run_dir = out / name
+    report = run_dir / "eval_test"
+    if not (report / "metrics.json").is_file():
+        command = [
+            "kidney-tf",
+            "evaluate",
+            "--model",
+            str(run_dir / "best.keras"),
+            "--out",
+            str(report),
+            "--max-cam-images",
+            "100000",
+            "--extra-methods",
+            "",
+        ]
+        _run(command, out / f"{name}.eval.log", timeout)
+    return json.loads((report / "metrics.json").read_text())
+
+
+def _history(run_dir: Path) -> dict[str, Any]:
+    import csv
+
+    path = run_dir / "history.csv"
+    if not path.is_file():
+        return {}
+    rows = list(csv.DictReader(path.open()))
+    rates = [float(r["images_per_sec"]) for r in rows if r.get("images_per_sec")]
+    val = [float(r["val_loss"]) for r in rows if r.get("val_loss")]
+    val_acc = [float(r["val_accuracy"]) for r in rows if r.get("val_accuracy")]
+    return {
+        "epochs": len(rows),
+        "img_per_s": sum(rates) / len(rates) if rates else None,
+        "best_epoch": 1 + val.index(min(val)) if val else None,
+        "val_accuracy": val_acc,
+    }
+
+
+def summarize(name: str, what: str, out: Path, metrics: dict[str, Any] | None) -> dict[str, Any]:
+    run_dir = out / name
+    row: dict[str, Any] = {"arm": name, "what": what, **_history(run_dir)}
+    timing = run_dir / "benchmark_train.json"
+    if timing.is_file():
+        data = json.loads(timing.read_text())
+        row["train_min"] = data["wall_s"] / 60.0
+        row["command"] = shlex.join(data["command"])
+    if metrics is None:
+        return row
+    row["accuracy"] = metrics["accuracy"]
+    row["macro_f1"] = metrics["macro_f1"]
+    row["n_test"] = metrics["n_images"]
+    per_class = metrics.get("per_class") or {}
+    row["recall"] = {c: v.get("recall") for c, v in per_class.items()}
+    row["confusion_matrix"] = metrics.get("confusion_matrix")
+    cam = metrics.get("cam") or {}
+    for key in ("entropy", "radius", "snr_db", "outside_fraction"):
+        if isinstance(cam.get(key), dict):
+            row[key] = cam[key]["mean"]
+    same_cell = {}
+    for warning in cam.get("shortcut_warnings") or []:
+        match = _SAME_CELL.search(warning)
+        if match:
+            same_cell[match["name"]] = int(match["count"]) / int(match["total"])
+    row["same_cell_classes"] = same_cell
+    row["shortcut_warnings"] = cam.get("shortcut_warnings") or []
+    return row
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def table(rows: list[dict[str, Any]], classes: tuple[str, ...]) -> str:
+    head = (
+        ["arm", "accuracy", "macro-F1", *[f"recall {c}" for c in classes]]
+        + ["entropy", "radius", "SNR dB", "outside", "classes >½ maps in one cell"]
+        + ["epochs (best)", "train min", "img/s"]
+    )
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        recall = r.get("recall") or {}
+        cells = r.get("same_cell_classes")
+        cell_text = (
+            "–"
+            if cells is None
+            else (", ".join(f"{c} {v:.0%}" for c, v in cells.items()) or "none")
+        )
+        values = (
+            [r["arm"], _fmt(r.get("accuracy")), _fmt(r.get("macro_f1"))]
+            + [_fmt(recall.get(c), 2) for c in classes]
+            + [_fmt(r.get(k)) for k in ("entropy", "radius")]
+            + [_fmt(r.get("snr_db"), 1), _fmt(r.get("outside_fraction")), cell_text]
+            + [
+                f"{r.get('epochs', '–')} ({r.get('best_epoch', '–')})",
+                _fmt(r.get("train_min"), 1),
+                _fmt(r.get("img_per_s"), 1),
+            ]
+        )
+        lines.append("| " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    pool, out = Path(args.pool), Path(args.out)
+    if not pool.is_dir():
+        raise SystemExit(f"{pool}: pool folder not found")
+    dataset = args.dataset if args.dataset != "auto" else detect_dataset(pool)
+    arms = ARMS[dataset]
+    names = [a.strip() for a in (args.arms or DEFAULT_ARMS[dataset]).split(",") if a.strip()]
+    unknown = [a for a in names if a not in arms]
+    if unknown:
+        raise SystemExit(f"unknown arm(s) {unknown}; {dataset} arms: {', '.join(arms)}")
+    if args.list:
+        for name in names:
+            print(f"{name}: {arms[name][0]}\n  kidney-tf train {shlex.join(arms[name][1])}")
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    split = split_arguments(dataset, pool, out)
+    timeout = args.timeout_min * 60.0
+    rows = []
+    classes = KIDNEY_CLASSES if dataset == "kidney" else BRAIN_CLASSES
+    for name in names:
+        what, arm_args = arms[name]
+        train_arm(name, arm_args, pool, out, split, timeout)
+        metrics = None if args.train_only else evaluate_arm(name, out, timeout)
+        rows.append(summarize(name, what, out, metrics))
+        text = table(rows, classes)
+        (out / "table.md").write_text(text + "\n")
+        (out / "results.json").write_text(json.dumps({"dataset": dataset, "rows": rows}, indent=2))
+        print(text, flush=True)
+    print(f"wrote {out / 'table.md'} and {out / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

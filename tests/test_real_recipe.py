@@ -1,0 +1,248 @@
+"""The real-data recipe's pieces: held-out slice ranges, levers, and the bugs met on real data."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kidney_tf.data.reading import ImageRecord, load_source
+from kidney_tf.data.splits import slice_number, split_records
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="module")
+def kidney_pool() -> Path:
+    pool = SHARED / "kidney_ct_pool"
+    if not pool.is_dir():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{pool}: the real kidney pool is missing (CI must have ../shared/data)")
+        pytest.skip(f"{pool} not present (../shared/data is not next to this checkout)")
+    return pool
+
+
+# ------------------------------------------------------------------------- held-out ranges
+@pytest.mark.real_data
+def test_ranges_split_holds_out_the_highest_slices_without_neighbours(kidney_pool):
+    records = load_source(kidney_pool, validate=False).records
+    splits = split_records(records, method="ranges", val_fraction=0.15, test_fraction=0.15)
+    assert splits.method == "ranges"
+    assert sum(len(v) for v in splits.values()) == len(records) == 3397
+    for label in ("Cyst", "Normal", "Stone", "Tumor"):
+        numbers = {
+            name: sorted(slice_number(r.path)[1] for r in part if r.label == label)
+            for name, part in splits.items()
+        }
+        total = sum(len(v) for v in numbers.values())
+        # test above val above train: the highest-numbered slices are held out
+        assert max(numbers["train"]) < min(numbers["val"]) <= max(numbers["val"])
+        assert max(numbers["val"]) < min(numbers["test"])
+        # no slice-number neighbour (gap <= 5) across any two splits
+        for a, b in (("train", "val"), ("val", "test"), ("train", "test")):
+            gaps = np.abs(np.subtract.outer(numbers[a], numbers[b]))
+            assert gaps.min() > 5, (label, a, b)
+        for name in ("val", "test"):
+            assert 0.08 <= len(numbers[name]) / total <= 0.25, (label, name, len(numbers[name]))
+
+
+def test_ranges_split_is_deterministic_and_cuts_at_series_gaps():
+    numbers = [*range(1, 41), *range(60, 81), *range(100, 121)]  # three series
+    records = [ImageRecord(f"/d/Cyst/Cyst- ({n}).jpg", "Cyst") for n in numbers]
+    splits = split_records(records[::-1], method="ranges", val_fraction=0.25, test_fraction=0.25)
+    test = sorted(slice_number(r.path)[1] for r in splits["test"])
+    val = sorted(slice_number(r.path)[1] for r in splits["val"])
+    assert test == list(range(100, 121)) and val == list(range(60, 81))
+    assert len(splits["train"]) == 40
+
+
+def test_ranges_split_names_the_file_without_a_slice_number():
+    records = [ImageRecord("/d/Cyst/Cyst- (1).jpg", "Cyst"), ImageRecord("/d/Cyst/x.jpg", "Cyst")]
+    with pytest.raises(ValueError, match=r"x\.jpg: split='ranges' needs a slice number"):
+        split_records(records, method="ranges")
+
+
+def test_ranges_split_without_a_series_gap_says_so():
+    records = [ImageRecord(f"/d/Cyst/Cyst- ({n}).jpg", "Cyst") for n in range(1, 30)]
+    with pytest.raises(ValueError, match="no gap of more than 5 slice numbers"):
+        split_records(records, method="ranges")
+
+
+def test_split_all_puts_every_record_in_test():
+    records = [ImageRecord(f"/d/{c}/{c}{i}.png", c) for c in ("a", "b") for i in range(3)]
+    splits = split_records(records, method="all")
+    assert len(splits["test"]) == 6 and not splits["train"] and not splits["val"]
+    assert {r.split for r in splits["test"]} == {"test"}
+
+
+# -------------------------------------------------------------------------------- levers
+def test_per_image_standardization_removes_global_brightness_and_contrast():
+    from kidney_tf.models.preprocessing import PerImageStandardization
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (2, 16, 16, 3)).astype("float32")
+    layer = PerImageStandardization()
+    y = np.asarray(layer(x))
+    shifted = np.asarray(layer(0.5 * x + 40.0))
+    np.testing.assert_allclose(y, shifted, atol=1e-3)
+    np.testing.assert_allclose(y.mean(axis=(1, 2, 3)), 127.5, atol=1e-3)
+    np.testing.assert_allclose(y.std(axis=(1, 2, 3)), 64.0, rtol=1e-4)
+    flat = np.asarray(layer(np.full((1, 4, 4, 3), 80.0, "float32")))
+    np.testing.assert_allclose(flat, 127.5)  # constant image: no division by zero
+
+
+def test_random_gamma_applies_one_power_curve_per_image():
+    from kidney_tf.data.augment import RandomGamma
+
+    rng = np.random.default_rng(1)
+    x = rng.uniform(5, 250, (4, 8, 8, 1)).astype("float32")
+    out = np.asarray(RandomGamma(0.5, seed=3)(x, training=True))
+    assert out.min() >= 0 and out.max() <= 255
+    exponents = np.log(out / 255.0) / np.log(x / 255.0)
+    per_image = exponents.reshape(4, -1)
+    np.testing.assert_allclose(per_image, np.repeat(per_image[:, :1], 64, axis=1), rtol=1e-3)
+    assert np.all(np.abs(np.log(per_image[:, 0])) <= 0.5 + 1e-5)
+    assert len(np.unique(per_image[:, 0].round(4))) > 1  # images draw their own gamma
+    np.testing.assert_array_equal(np.asarray(RandomGamma(0.5)(x, training=False)), x)
+
+
+def test_augment_config_gamma_round_trips_and_validates():
+    from kidney_tf.data.augment import AugmentConfig, build_augmenter
+
+    config = AugmentConfig(gamma=0.3, rotation=0, zoom=0, horizontal_flip=False)
+    assert AugmentConfig.from_dict(config.to_dict()) == config
+    assert not config.is_identity
+    assert [layer.name for layer in build_augmenter(config).photometric][-1] == "gamma"
+    with pytest.raises(ValueError, match="gamma must be >= 0"):
+        AugmentConfig(gamma=-1)
+
+
+def _tiny_model():
+    import keras
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
+    return model
+
+
+def test_ema_weights_are_validated_and_saved_in_the_best_checkpoint(tmp_path):
+    import keras
+
+    from kidney_tf.training.callbacks import AtomicBestCheckpoint, EmaWeights
+
+    class EpochCounter(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["epoch_count"] = epoch  # always improves in "max" mode
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    y = keras.utils.to_categorical((x[:, 0] > 0).astype(int), 2)
+    model = _tiny_model()
+    model.compile(keras.optimizers.Adam(0.05, use_ema=True, ema_momentum=0.9), "mse")
+    ema = EmaWeights()
+    best = AtomicBestCheckpoint(tmp_path / "best.keras", monitor="epoch_count", mode="max", ema=ema)
+    raw_after_epoch = []
+
+    class Raw(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raw_after_epoch.append([np.array(w) for w in self.model.get_weights()])
+
+    model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[EpochCounter(), ema, best, Raw()])
+    saved = keras.models.load_model(tmp_path / "best.keras").get_weights()
+    # fit's end writes the EMA into the model: the checkpoint of the last epoch holds the same
+    for a, b in zip(saved, model.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    # ... and not the raw weights training had at that epoch's end (they are restored after)
+    assert any(not np.allclose(a, b) for a, b in zip(saved, raw_after_epoch[-1]))
+
+
+def test_progress_lines_write_whole_lines_with_step_rate_and_eta():
+    import keras
+
+    from kidney_tf.training.callbacks import ProgressLines, Throughput
+
+    x = np.zeros((40, 4), "float32")
+    y = keras.utils.to_categorical(np.zeros(40), 2)
+    model = _tiny_model()
+    model.compile("adam", "mse")
+    stream = io.StringIO()
+    callbacks = [Throughput(8), ProgressLines(every=1e-9, stream=stream)]
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=callbacks)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 10
+    assert lines[0].startswith("epoch 1/2  step 1/5  ") and "img/s" in lines[0]
+    assert lines[-1].startswith("epoch 2/2  step 5/5") and "epoch ETA 0 s" in lines[-1]
+    with pytest.raises(ValueError, match="every must be > 0"):
+        ProgressLines(every=0)
+
+
+def test_train_config_validates_the_new_settings(tmp_path):
+    from kidney_tf.training.trainer import TrainConfig
+
+    base = {"out": str(tmp_path / "run"), "data": str(tmp_path)}
+    for bad, message in (
+        ({"ema": 1.0}, "ema must be a momentum"),
+        ({"label_smoothing": -0.1}, "label_smoothing must be in"),
+        ({"input_norm": "global"}, "input_norm must be one of"),
+        ({"augment": {"gamma": -1}}, "gamma must be >= 0"),
+        ({"augment": {"warp": 1}}, "unknown AugmentConfig keys"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            TrainConfig(**base, **bad).validate()
+
+
+# ------------------------------------------------------------- bugs met on the real data
+def _cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [sys.executable, "-m", "kidney_tf", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.mark.slow
+def test_init_keeps_the_crop_and_evaluate_scores_an_external_set(tmp_path):
+    data = tmp_path / "ph"
+    r = _cli("data", "phantom", "--kind", "kidney-ct", "--out", str(data), "--per-class", "5",
+             "--image-size", "64", "--quiet")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    common = ["--data", str(data), "--epochs", "1", "--batch-size", "8", "--quiet"]
+    r = _cli("train", *common, "--arch", "resnet50", "--image-size", "32", "--weights", "none",
+             "--crop", "body", "--out", str(tmp_path / "base"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = _cli("train", *common, "--init", str(tmp_path / "base" / "model.keras"),
+             "--out", str(tmp_path / "tuned"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    from kidney_tf._loading import load_model
+
+    tuned = load_model(tmp_path / "tuned" / "model.keras", compile=False)
+    assert tuned.metadata["crop"] == "body"  # was None: the fine-tune dropped the crop
+    # an explicit --crop none still turns it off
+    r = _cli("train", *common, "--init", str(tmp_path / "base" / "model.keras"),
+             "--crop", "none", "--out", str(tmp_path / "nocrop"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert load_model(tmp_path / "nocrop" / "model.keras").metadata["crop"] is None
+
+    # an external test set: a manifest whose rows are all "test"
+    external = data / "external.csv"
+    with open(data / "manifest.csv", newline="") as src, open(external, "w", newline="") as dst:
+        rows = list(csv.DictReader(src))
+        writer = csv.DictWriter(dst, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({**row, "split": "test"} for row in rows)
+    r = _cli("evaluate", "--model", str(tmp_path / "tuned" / "model.keras"),
+             "--manifest", str(external), "--split", "all", "--max-cam-images", "4",
+             "--out", str(tmp_path / "report"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["n_images"] == len(rows) == 20
+    assert metrics["calibration"]["temperature"] is None  # nothing fitted unless asked
+    r = _cli("evaluate", "--model", str(tmp_path / "tuned" / "model.keras"),
+             "--manifest", str(external), "--split", "all", "--temperature", "fit",
+             "--out", str(tmp_path / "report2"))  # fmt: skip
+    assert r.returncode == 2 and "needs a validation split" in r.stderr
