@@ -41,10 +41,24 @@ from typing import Any
 KIDNEY_CLASSES = ("Cyst", "Normal", "Stone", "Tumor")
 BRAIN_CLASSES = ("glioma", "meningioma", "notumor", "pituitary")
 
+#: The real-data recipes' settings as flags (``--recipe kidney-real`` / ``brain-real`` name them).
+KIDNEY_RECIPE = [
+    "--arch", "resnet50", "--image-size", "128", "--weights", "none", "--crop", "body",
+    "--epochs", "15", "--lr-schedule", "cosine", "--patience", "0", "--ema", "0.99",
+    "--label-smoothing", "0.1", "--input-norm", "per-image", "--augment-options",
+    "rotation=15,zoom=0.15,translation=0.05,brightness=0.2,contrast=0.3,gamma=0.3",
+]  # fmt: skip
+BRAIN_RECIPE = [
+    "--arch", "efficientnetb1", "--image-size", "128", "--weights", "none", "--crop", "brain",
+    "--epochs", "12", "--lr-schedule", "cosine", "--patience", "0", "--ema", "0.99",
+    "--label-smoothing", "0.1", "--input-norm", "per-image", "--augment-options",
+    "rotation=15,zoom=0.15,translation=0.05,brightness=0.2,contrast=0.3,gamma=0.3",
+]  # fmt: skip
+
 #: Arms per dataset: name -> (what it measures, ``kidney-tf train`` arguments).
 ARMS: dict[str, dict[str, tuple[str, list[str]]]] = {
     "kidney": {
-        "recipe": ("the kidney-real recipe", ["--recipe", "kidney-real"]),
+        "recipe": ("the kidney-real recipe", KIDNEY_RECIPE),
         "baseline": (
             "the paper's settings at 128 px, 12 epochs (the command of issue 11)",
             [
@@ -62,16 +76,16 @@ ARMS: dict[str, dict[str, tuple[str, list[str]]]] = {
         ),
         "recipe-no-norm": (
             "recipe without per-image intensity standardisation",
-            ["--recipe", "kidney-real", "--input-norm", "none"],
+            [*KIDNEY_RECIPE, "--input-norm", "none"],
         ),
         "recipe-no-ema": (
             "recipe without weight averaging",
-            ["--recipe", "kidney-real", "--ema", "0"],
+            [*KIDNEY_RECIPE, "--ema", "0"],
         ),
-        "recipe-160px": ("recipe at 160 px", ["--recipe", "kidney-real", "--image-size", "160"]),
+        "recipe-160px": ("recipe at 160 px", [*KIDNEY_RECIPE, "--image-size", "160"]),
     },
     "brain": {
-        "recipe": ("the brain-real recipe", ["--recipe", "brain-real"]),
+        "recipe": ("the brain-real recipe", BRAIN_RECIPE),
         "baseline": (
             "EfficientNetB1 + brain crop at 128 px, 10 epochs (the command of issue 11)",
             [
@@ -89,7 +103,7 @@ ARMS: dict[str, dict[str, tuple[str, list[str]]]] = {
         ),
         "recipe-no-norm": (
             "recipe without per-image intensity standardisation",
-            ["--recipe", "brain-real", "--input-norm", "none"],
+            [*BRAIN_RECIPE, "--input-norm", "none"],
         ),
     },
 }

@@ -246,3 +246,17 @@ def test_init_keeps_the_crop_and_evaluate_scores_an_external_set(tmp_path):
              "--manifest", str(external), "--split", "all", "--temperature", "fit",
              "--out", str(tmp_path / "report2"))  # fmt: skip
     assert r.returncode == 2 and "needs a validation split" in r.stderr
+
+
+def test_a_run_saved_before_a_setting_existed_still_resumes(tmp_path):
+    from kidney_tf.training.trainer import TrainConfig, _check_resume
+
+    config = TrainConfig(out=str(tmp_path), data=str(tmp_path))
+    saved = config.to_dict()
+    for newer in ("ema", "label_smoothing", "input_norm", "progress_every"):
+        saved.pop(newer)
+    (tmp_path / "config.json").write_text(json.dumps({"train": saved}))
+    (tmp_path / "backup").mkdir()
+    assert _check_resume(tmp_path, config) is True
+    with pytest.raises(FileExistsError, match=r"different settings \(ema\)"):
+        _check_resume(tmp_path, TrainConfig(out=str(tmp_path), data=str(tmp_path), ema=0.99))

@@ -298,10 +298,12 @@ def _check_resume(run_dir: Path, config: TrainConfig) -> bool:
     except (json.JSONDecodeError, AttributeError) as exc:
         raise ValueError(f"{config_path}: unreadable run config ({exc}); use a new --out") from exc
     current = config.to_dict()
+    # A setting added after the run was saved counts as its default (same run, newer version).
+    defaults = TrainConfig(out="").to_dict()
     diff = sorted(
         k
         for k in set(saved) | set(current)
-        if k not in _RESUMABLE_KEYS and saved.get(k) != current.get(k)
+        if k not in _RESUMABLE_KEYS and saved.get(k, defaults.get(k)) != current.get(k)
     )
     if diff and not (run_dir / "backup").exists() and not (run_dir / "model.keras").exists():
         log.warning(
