@@ -73,7 +73,11 @@ def test_flags_map_to_train_config(tmp_path):
             "--quiet",
         )
     )
-    assert (config.data, config.out, config.crop, config.augment) == ("d", "r", None, False)
+    # an explicit "none" is kept (it overrides an --init model's crop) and means no crop
+    assert (config.data, config.out, config.crop, config.augment) == ("d", "r", "none", False)
+    from kidney_tf.training.trainer import resolved_crop
+
+    assert resolved_crop(config) is None
     assert config.head_units == (16, 8) and config.deterministic and config.backup_every == 5
     assert config.verbose == 0 and config.epochs == 30 and config.arch is None
     with pytest.raises(Exception, match="--head-units must be integers"):
@@ -90,7 +94,7 @@ def test_config_file_settings_with_flag_overrides(tmp_path):
     config = config_from_args(
         _args("--config", str(path), "--out", "new", "--epochs", "30", "--crop", "none")
     )
-    assert (config.out, config.epochs, config.crop) == ("new", 30, None)  # explicit flags win
+    assert (config.out, config.epochs, config.crop) == ("new", 30, "none")  # explicit flags win
     assert (config.data, config.cam_weight) == ("/data/x", 0.3)  # the rest comes from the file
 
 
