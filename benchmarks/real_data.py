@@ -189,23 +189,24 @@ def train_arm(name: str, args: list[str], pool: Path, out: Path, split: list[str
     return seconds
 
 
-def evaluate_arm(name: str, out: Path, timeout: float) -> dict[str, Any]:
+#: How each arm's model is scored: suffix -> (model file, extra ``evaluate`` flags). The first
+#: is the arm's own row; the others measure checkpoint choice and test-time augmentation.
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "": ("best.keras", ["--max-cam-images", "100000"]),
+    " · final weights": ("model.keras", ["--max-cam-images", "100000"]),
+    " · TTA": ("best.keras", ["--tta", "--max-cam-images", "0"]),
+}
+
+
+def evaluate_arm(name: str, out: Path, timeout: float, suffix: str = "") -> dict[str, Any]:
     run_dir = out / name
-    report = run_dir / "eval_test"
+    model_file, flags = VARIANTS[suffix]
+    tag = {"": "", " · final weights": "_final", " · TTA": "_tta"}[suffix]
+    report = run_dir / f"eval_test{tag}"
     if not (report / "metrics.json").is_file():
-        command = [
-            "kidney-tf",
-            "evaluate",
-            "--model",
-            str(run_dir / "best.keras"),
-            "--out",
-            str(report),
-            "--max-cam-images",
-            "100000",
-            "--extra-methods",
-            "",
-        ]
-        _run(command, out / f"{name}.eval.log", timeout)
+        command = ["kidney-tf", "evaluate", "--model", str(run_dir / model_file)]
+        command += ["--out", str(report), "--extra-methods", "", *flags]
+        _run(command, out / f"{name}.eval{tag}.log", timeout)
     return json.loads((report / "metrics.json").read_text())
 
 
@@ -318,8 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         what, arm_args = arms[name]
         train_arm(name, arm_args, pool, out, split, timeout)
-        metrics = None if args.train_only else evaluate_arm(name, out, timeout)
-        rows.append(summarize(name, what, out, metrics))
+        for suffix in VARIANTS if not args.train_only else ("",):
+            metrics = None if args.train_only else evaluate_arm(name, out, timeout, suffix)
+            row = summarize(name, what, out, metrics)
+            row["arm"] = name + suffix
+            rows.append(row)
         text = table(rows, classes)
         (out / "table.md").write_text(text + "\n")
         (out / "results.json").write_text(json.dumps({"dataset": dataset, "rows": rows}, indent=2))

@@ -260,3 +260,18 @@ def test_a_run_saved_before_a_setting_existed_still_resumes(tmp_path):
     assert _check_resume(tmp_path, config) is True
     with pytest.raises(FileExistsError, match=r"different settings \(ema\)"):
         _check_resume(tmp_path, TrainConfig(out=str(tmp_path), data=str(tmp_path), ema=0.99))
+
+
+def test_test_time_augmentation_averages_the_image_and_its_mirror():
+    import keras
+
+    from kidney_tf.evaluation.report import _predict
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 1))
+    x = keras.layers.Flatten()(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    images = np.random.default_rng(0).normal(size=(2, 6, 6, 1)).astype("float32")
+    expected = 0.5 * (model.predict_on_batch(images) + model.predict_on_batch(images[:, :, ::-1]))
+    np.testing.assert_allclose(_predict(model, images, tta=True), expected, rtol=1e-5)
+    assert not np.allclose(_predict(model, images), expected)

@@ -77,6 +77,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="mask for the outside fraction (auto: brain if crop=brain, else body)",
     )
     p.add_argument("--cam-target", choices=("predicted", "true"), default="predicted")
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: average each image's probabilities with its mirror's",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-cam-images", type=int, help="CAMs for the first N images (0: none)")
     p.add_argument("--image-size", type=int, help="expected input size; checked against the model")
@@ -196,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
         test_fraction=test_fraction,
         data_root=data_root,
         strict=args.strict,
+        tta=args.tta,
     )
     skipped = metrics.get("data", {}).get("skipped_bad_files") or []
     if skipped:

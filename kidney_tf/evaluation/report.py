@@ -88,7 +88,11 @@ def model_input_size(model) -> tuple[int, int] | None:
     return None if None in shape else (int(shape[0]), int(shape[1]))
 
 
-def _predict(model, images: np.ndarray) -> np.ndarray:
+def _predict(model, images: np.ndarray, *, tta: bool = False) -> np.ndarray:
+    """Class probabilities; with ``tta`` the mean over the image and its left-right mirror."""
+    if tta:
+        mirrored = np.ascontiguousarray(np.asarray(images)[:, :, ::-1])
+        return 0.5 * (_predict(model, images) + _predict(model, mirrored))
     out = model.predict_on_batch(images)
     if isinstance(out, dict):
         out = out.get("probabilities", next(iter(out.values())))
@@ -295,6 +299,7 @@ def evaluate_model(
     test_fraction: float = 0.15,
     data_root: str | os.PathLike | None = None,
     strict: bool = False,
+    tta: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on one split of ``data`` and write the report folder ``out_dir``.
 
@@ -304,8 +309,9 @@ def evaluate_model(
     training; ``data_root`` is the data folder of a split CSV holding absolute paths). ``crop``: None/"none", "brain" or "body" (default: the model's metadata), used to
     build datasets from a path and to pick the foreground. ``temperature``: None uses the model's
     metadata ``temperature`` if any, a number applies it, ``"fit"`` fits it on the validation
-    split. ``max_cam_images=0`` skips CAMs. Returns the metrics dict also written as
-    ``metrics.json``.
+    split. ``max_cam_images=0`` skips CAMs. ``tta`` averages the probabilities of each image
+    and its left-right mirror (test-time augmentation; CAMs explain the image as given).
+    Returns the metrics dict also written as ``metrics.json``.
 
     Usage: ``metrics = evaluate_model(model, bundle, out_dir="reports/test")``.
     """
@@ -383,7 +389,7 @@ def evaluate_model(
     n_seen = 0
     for batch in ev.dataset:
         images, y, masks = _unpack(batch, ev.label_map, num_outputs)
-        probs = _predict(model, images)
+        probs = _predict(model, images, tta=tta)
         ids = (
             ev.files[n_seen : n_seen + len(y)]
             if ev.files is not None
@@ -409,6 +415,7 @@ def evaluate_model(
     metrics: dict[str, Any] = {
         "kidney_tf_version": __version__,
         "split": split,
+        "tta": "horizontal flip" if tta else None,
         "data": {
             "source": ev.source,
             "split_method": ev.split_method,
