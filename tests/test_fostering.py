@@ -370,3 +370,103 @@ def test_mirrored_strategy_matches_single_device(tmp_path):
     # One SGD step on the same global batch: gradients summed over replicas == single device.
     for a, b in zip(mirrored["weights"], default["weights"]):
         np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-4, atol=1e-6)
+
+
+# ----------------------------------------------------------------------- spatial (mask) terms
+
+
+def masked_data(n: int = 12, seed: int = 0):
+    """Toy images with a foreground (left half) and a lesion (top-left quarter, every 2nd image)."""
+    x, y = toy_data(n, seed)
+    foreground = np.zeros((n, SIZE, SIZE, 1), np.float32)
+    foreground[:, :, : SIZE // 2] = 1.0
+    lesion = np.zeros_like(foreground)
+    lesion[::2, : SIZE // 4, : SIZE // 4] = 1.0
+    return {"image": x, "foreground": foreground, "lesion_mask": lesion}, y
+
+
+def _independent_terms(model, inputs, labels, dilation: int):
+    """Outside / off-lesion mass by NumPy + scipy (tf-keras-vis' zoom), not the model's code."""
+    from scipy.ndimage import grey_dilation, zoom
+
+    from kidney_tf.explain.statistics import outside_fraction
+
+    cams = model.class_activation_maps(inputs["image"], labels.argmax(1)).numpy()
+    factor = SIZE / cams.shape[1]
+    up = np.stack([zoom(c, factor, order=1) for c in cams])
+    outside = outside_fraction(up, inputs["foreground"][..., 0] > 0.5)
+    lesion = inputs["lesion_mask"][..., 0] > 0.5
+    grown = np.stack([grey_dilation(m, size=2 * dilation + 1) for m in lesion])
+    valid = lesion.any(axis=(1, 2))
+    off = outside_fraction(up[valid], grown[valid])
+    return float(outside.mean()), float(off.mean())
+
+
+def test_spatial_terms_match_an_independent_computation_and_are_reported():
+    model = compile_sgd(
+        CamFosteringModel.from_classifier(
+            tiny_classifier(), cam_weight=0.0, outside_weight=1.0, mask_weight=1.0, mask_dilation=1
+        )
+    )
+    inputs, labels = masked_data()
+    logs = model.evaluate(inputs, labels, batch_size=12, verbose=0, return_dict=True)
+    outside, off = _independent_terms(model, inputs, labels, dilation=1)
+    assert logs["cam_outside"] == pytest.approx(outside, abs=1e-4)
+    assert logs["cam_off_lesion"] == pytest.approx(off, abs=1e-4)
+    # the loss is CE + both terms (entropy weight 0)
+    assert logs["loss"] == pytest.approx(logs["ce_loss"] + outside + off, abs=1e-4)
+    history = model.fit(inputs, labels, batch_size=6, epochs=1, verbose=0).history
+    assert {"cam_outside", "cam_off_lesion", "cam_entropy"} <= set(history)
+    # predict accepts the same dict input and returns the plain classifier's output
+    np.testing.assert_allclose(
+        model.predict(inputs, verbose=0), model(inputs["image"]).numpy(), atol=1e-6
+    )
+
+
+def test_images_without_a_lesion_mask_contribute_nothing():
+    model = compile_sgd(
+        CamFosteringModel.from_classifier(tiny_classifier(), cam_weight=0.0, mask_weight=1.0)
+    )
+    inputs, labels = masked_data()
+    inputs.pop("foreground")
+    with_mask = model.evaluate(
+        {k: v[::2] for k, v in inputs.items()}, labels[::2], verbose=0, return_dict=True
+    )
+    everything = model.evaluate(inputs, labels, batch_size=12, verbose=0, return_dict=True)
+    assert everything["cam_off_lesion"] == pytest.approx(with_mask["cam_off_lesion"], abs=1e-5)
+    assert "cam_outside" not in everything
+
+
+def test_anatomy_term_moves_mass_into_the_foreground():
+    inputs, labels = masked_data(n=24)
+    results = {}
+    for weight in (0.0, 5.0):
+        model = compile_sgd(
+            CamFosteringModel.from_classifier(
+                tiny_classifier(seed=3), cam_weight=1e-6, outside_weight=weight
+            ),
+            lr=0.05,
+        )
+        model.fit(inputs, labels, batch_size=8, epochs=15, verbose=0)
+        results[weight] = model.evaluate(inputs, labels, verbose=0, return_dict=True)
+    assert results[5.0]["cam_outside"] < results[0.0]["cam_outside"] - 0.05
+
+
+def test_spatial_terms_need_their_masks_and_round_trip_in_the_config(tmp_path):
+    model = compile_sgd(
+        CamFosteringModel.from_classifier(
+            tiny_classifier(), outside_weight=0.5, mask_weight=2.0, mask_dilation=3
+        )
+    )
+    x, y = toy_data()
+    with pytest.raises(ValueError, match="with_foreground"):
+        model.fit(x, y, epochs=1, verbose=0)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert (loaded.outside_weight, loaded.mask_weight, loaded.mask_dilation) == (0.5, 2.0, 3)
+    assert loaded.cam_method == "gradcam++"
+    with pytest.raises(ValueError, match="outside_weight"):
+        model.outside_weight = -1
+    with pytest.raises(ValueError, match="mask_dilation"):
+        CamFosteringModel.from_classifier(tiny_classifier(), mask_dilation=-1)

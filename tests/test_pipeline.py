@@ -35,7 +35,7 @@ def _label_from_pixels(images: np.ndarray) -> np.ndarray:
 
 
 def _batches(ds: tf.data.Dataset) -> list[tuple[np.ndarray, ...]]:
-    return [tuple(t.numpy() for t in element) for element in ds]
+    return [tf.nest.map_structure(lambda t: t.numpy(), tuple(element)) for element in ds]
 
 
 @pytest.fixture
@@ -264,3 +264,40 @@ def test_saved_split_reloads_exactly(tree, tmp_path):
         again = build_datasets(csv_path, image_size=16, split="folders", root=root)
         for name in ("train", "val", "test"):
             assert [r.path for r in again.records[name]] == [r.path for r in bundle.records[name]]
+
+
+def test_foreground_and_lesion_masks_come_as_a_dict_next_to_the_image(tmp_path):
+    """CAM fostering's inputs: the body mask the evaluation computes, the lesion mask as with_masks."""
+    from kidney_tf.data.crop import body_mask
+    from kidney_tf.data.phantoms import generate_phantoms
+
+    manifest = generate_phantoms("kidney-ct", tmp_path / "ph", per_class=5, image_size=96, seed=1)
+    options = dict(
+        image_size=48, batch_size=20, split="stratified", test_fraction=0.4, crop="body", seed=3
+    )
+    plain = build_datasets(manifest, with_masks=True, augment=False, **options)
+    fostering = build_datasets(
+        manifest, with_foreground=True, with_lesion_masks=True, augment=False, **options
+    )
+    (x, labels), (images, labels_ref, masks) = _batches(fostering.test)[0], _batches(plain.test)[0]
+    assert sorted(x) == ["foreground", "image", "lesion_mask"]
+    np.testing.assert_array_equal(x["image"], images)
+    np.testing.assert_array_equal(labels, labels_ref)
+    np.testing.assert_array_equal(x["lesion_mask"], masks)
+    expected = np.stack([body_mask(img.astype(np.uint8)) for img in images])
+    np.testing.assert_array_equal(x["foreground"][..., 0] > 0.5, expected)
+    assert 0.2 < x["foreground"].mean() < 1.0
+    # augmentation moves both masks with the image (rotation/zoom; no photometric change)
+    augment = AugmentConfig(rotation=30, zoom=0.2, brightness=0, contrast=0, seed=2)
+    moved = build_datasets(
+        manifest, with_foreground="body", with_lesion_masks=True, augment=augment, **options
+    )
+    x, _ = _batches(moved.train)[0]
+    assert set(np.unique(x["foreground"])) <= {0.0, 1.0}
+    body = x["image"][..., 0] > 0
+    inside = (x["foreground"][..., 0] > 0.5) & body
+    assert inside.sum() / max(1, (x["foreground"][..., 0] > 0.5).sum()) > 0.9
+    with pytest.raises(ValueError, match="with_masks"):
+        build_datasets(manifest, with_masks=True, with_foreground=True, **options)
+    with pytest.raises(ValueError, match="with_foreground"):
+        build_datasets(manifest, with_foreground="table", **options)

@@ -143,6 +143,31 @@ def test_outside_fraction():
     assert st.outside_fraction(maps, np.zeros_like(fg)).tolist() == [1.0, 1.0]
 
 
+def test_mass_outside_matches_outside_fraction_of_the_zoomed_map_and_is_differentiable():
+    """The training term equals the evaluation's statistic on tf-keras-vis' upsampled map."""
+    from scipy.ndimage import zoom
+
+    rng = np.random.default_rng(0)
+    native = rng.uniform(0, 1, (3, 4, 4)).astype(np.float32)
+    native[2] = 0.0  # no mass: uniform, so the outside fraction is 1 - the region's area
+    fg = np.zeros((3, 32, 32), bool)
+    fg[:, 4:28, 8:30] = True
+    fg[1] = False  # empty region: everything is outside
+    upsampled = np.stack([zoom(m, 8, order=1) for m in native])  # what tf-keras-vis does
+    expected = st.outside_fraction(upsampled, fg)
+    assert expected[1] == 1.0
+    got = st.mass_outside(native, fg[..., None]).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    np.testing.assert_allclose(
+        st.upsample_maps(native, (32, 32)).numpy(), upsampled, rtol=1e-5, atol=1e-6
+    )
+    variable = tf.Variable(native[:1])
+    with tf.GradientTape() as tape:
+        value = st.mass_outside(variable, fg[:1])
+    gradient = tape.gradient(value, variable).numpy()
+    assert np.isfinite(gradient).all() and np.abs(gradient).sum() > 0
+
+
 def test_peak_cells():
     maps = np.stack([one_hot(0, 0, 70), one_hot(69, 69, 70), one_hot(35, 12, 70)])
     assert st.peak_cells(maps, (7, 7)).tolist() == [[0, 0], [6, 6], [3, 1]]

@@ -245,7 +245,7 @@ def test_two_stage_baseline_then_cam_fostering(phantoms, tmp_path, capsys):
     )
     capsys.readouterr()
     model = load_model(fostered / "model.keras")
-    assert model.cam_weight == pytest.approx(0.5) and model.cam_method == "exact"
+    assert model.cam_weight == pytest.approx(0.5) and model.cam_method == "gradcam++"
     assert model.class_names == ["Cyst", "Normal", "Stone", "Tumor"]
     assert model.metadata["arch"] == "resnet50" and model.input_shape[1:] == (64, 64, 3)
     rows = _history(fostered)

@@ -515,3 +515,37 @@ def test_diverging_run_stops_with_a_clear_error_and_keeps_its_backup(phantoms, t
         train(config, model_fn=exploding)
     assert not (tmp_path / "run" / "model.keras").exists()
     assert cb.read_backup_state(tmp_path / "run" / "backup") is None  # nothing diverged saved
+
+
+def test_fostering_run_with_spatial_terms_reports_them_in_history_and_saves_them(
+    phantoms, tmp_path
+):
+    """--outside-weight / --mask-weight: the trainer feeds the masks; history.csv reports them."""
+    result = train(
+        TrainConfig(
+            out=str(tmp_path / "spatial"),
+            data=str(phantoms),
+            image_size=SIZE,
+            epochs=1,
+            batch_size=8,
+            weights=None,
+            crop="body",
+            cam_weight=0.1,
+            outside_weight=1.0,
+            mask_weight=1.0,
+            mask_dilation=2,
+            verbose=0,
+        ),
+        model_fn=tiny_classifier,
+    )
+    for name in ("cam_outside", "cam_off_lesion", "val_cam_outside", "val_cam_off_lesion"):
+        values = result.history[name]
+        assert values and all(0.0 <= v <= 1.0 for v in values), name
+    assert 0.0 <= result.test_metrics["cam_outside"] <= 1.0
+    header = (tmp_path / "spatial" / "history.csv").read_text().splitlines()[0].split(",")
+    assert "cam_outside" in header
+    from kidney_tf._loading import load_model
+
+    model = load_model(tmp_path / "spatial" / "model.keras")
+    assert (model.outside_weight, model.mask_weight, model.mask_dilation) == (1.0, 1.0, 2)
+    assert model.cam_method == "gradcam++"  # the default: the map the evaluation measures

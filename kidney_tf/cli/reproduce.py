@@ -28,6 +28,28 @@ Outputs: OUT/summary.md|json, OUT/reports/*/report.html, OUT/reports/comparison,
 """
 
 
+def add_fostering_arguments(group) -> None:
+    """``--outside-weight``, ``--mask-weight``, ``--cam-layer`` (train, reproduce, demo)."""
+    group.add_argument(
+        "--outside-weight",
+        type=float,
+        help="λ_out: weight of the CAM mass outside the body/brain foreground (default 0: off, "
+        "the paper's method)",
+    )
+    group.add_argument(
+        "--mask-weight",
+        type=float,
+        help="λ_mask: weight of the CAM mass off the (dilated) lesion mask, images with a mask "
+        "only (default 0: off)",
+    )
+    group.add_argument(
+        "--cam-layer",
+        help="layer the CAMs are computed on, in training and evaluation alike (default: the "
+        "last conv block, conv5_block3_out for ResNet-50: 4x4 at 128 px; conv4_block6_out is "
+        "8x8 but needs --cam-method gradcam)",
+    )
+
+
 def add_tuning_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by ``reproduce`` and ``demo`` (everything defaults to the preset)."""
     p.add_argument("--out", required=True, help="output folder (resumed if it exists)")
@@ -38,8 +60,10 @@ def add_tuning_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--cam-method",
         choices=FOSTERING_CAM_METHODS,
-        help="CAM the fostering stage penalises (kidney; quick preset: gradcam++)",
+        help="CAM the fostering stage penalises (kidney; default gradcam++, the map the "
+        "evaluation measures)",
     )
+    add_fostering_arguments(g)
     g.add_argument("--lr", type=float, help="baseline learning rate")
     g.add_argument("--finetune-lr", type=float, help="fine-tune learning rate (kidney)")
     g.add_argument(
@@ -89,6 +113,9 @@ OVERRIDE_KEYS = (
     "finetune_epochs",
     "cam_weight",
     "cam_method",
+    "cam_layer",
+    "outside_weight",
+    "mask_weight",
     "lr",
     "finetune_lr",
     "finetune_unfreeze_top",

@@ -6,7 +6,8 @@ import argparse
 from typing import Any
 
 from kidney_tf.cli.main import CliError, add_common_arguments
-from kidney_tf.explain.fostering_maps import FOSTERING_CAM_METHODS
+from kidney_tf.cli.reproduce import add_fostering_arguments
+from kidney_tf.explain.fostering_maps import DEFAULT_MASK_DILATION, FOSTERING_CAM_METHODS
 
 EXAMPLES = """\
 examples:
@@ -46,6 +47,10 @@ _DIRECT = (
     "lr",
     "cam_weight",
     "cam_method",
+    "cam_layer",
+    "outside_weight",
+    "mask_weight",
+    "mask_dilation",
     "init",
     "weights",
     "strategy",
@@ -125,7 +130,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--batch-size", type=int, help="global batch size (default 32)")
     fit.add_argument("--lr", type=float, help="learning rate (default 1e-3, 1e-4 with --init)")
     fit.add_argument("--cam-weight", type=float, help="λ of the CAM entropy penalty (default 0)")
-    fit.add_argument("--cam-method", choices=FOSTERING_CAM_METHODS, help="default exact")
+    fit.add_argument(
+        "--cam-method",
+        choices=FOSTERING_CAM_METHODS,
+        help="map the penalties act on (default gradcam++: the map the evaluation measures)",
+    )
+    add_fostering_arguments(fit)
+    fit.add_argument(
+        "--mask-dilation",
+        type=int,
+        help=f"px the lesion mask is grown by for --mask-weight (default {DEFAULT_MASK_DILATION})",
+    )
     fit.add_argument("--patience", type=int, help="early-stopping patience (default 5; 0: off)")
     fit.add_argument(
         "--lr-schedule", choices=("plateau", "cosine", "constant"), help="default plateau"

@@ -38,6 +38,7 @@ from kidney_tf.data.splits import (
     Splits,
     split_records,
 )
+from kidney_tf.explain.fostering_maps import FOREGROUND_KEY, IMAGE_KEY, LESION_KEY
 from kidney_tf.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -55,7 +56,8 @@ class DataBundle:
 
     ``train``/``val``/``test`` are ``tf.data.Dataset`` (``None`` for an empty split) yielding
     ``(images float32 [B,S,S,3] 0..255, labels one-hot float32 [B,C])`` (plus ``masks float32
-    [B,S,S,1]`` with ``with_masks``). ``records`` maps split -> records in dataset order for the
+    [B,S,S,1]`` with ``with_masks``; with ``with_foreground``/``with_lesion_masks`` the images come
+    as a dict ``{"image", "foreground"?, "lesion_mask"?}`` for CAM fostering). ``records`` maps split -> records in dataset order for the
     unshuffled val/test datasets (map predictions back to files). ``class_weights`` are the
     scikit-learn "balanced" weights of the train split.
 
@@ -124,6 +126,8 @@ def build_datasets(
     augment: bool | AugmentConfig | Mapping[str, Any] = True,
     cache: bool | str | os.PathLike = True,
     with_masks: bool = False,
+    with_foreground: bool | str = False,
+    with_lesion_masks: bool = False,
     strict: bool = False,
     class_names: Sequence[str] | None = None,
     shuffle_buffer: int | None = None,
@@ -153,6 +157,15 @@ def build_datasets(
             settings, so a stale cache is never reused).
         with_masks: also yield masks ``[B, S, S, 1]`` (zeros where a record has none), cut with
             the image's crop box; for evaluation (Keras would read a third element as weights).
+        with_foreground: for CAM fostering's anatomy term: yield ``x`` as a dict with
+            ``"image"`` and ``"foreground"`` (float32 ``[B, S, S, 1]`` in {0, 1}: the body/brain
+            mask of :mod:`kidney_tf.data.crop` of the final image, as the evaluation computes it;
+            augmented with the image). True picks "brain" for ``crop="brain"``, else "body".
+            A dict keeps ``model.fit(bundle.train)`` working with a flat one-input model (a mask
+            packed as a 4th image channel would change the model's input; a third tuple element
+            would be read as sample weights).
+        with_lesion_masks: likewise add ``"lesion_mask"`` (``[B, S, S, 1]``, zeros where a record
+            has none) to the dict, for the lesion-mask term.
         strict: raise on the first unreadable file instead of skipping it.
         class_names: fix the label order (e.g. a trained model's); default: sorted labels.
         shuffle_buffer: train shuffle buffer (default: the whole train split).
@@ -173,6 +186,12 @@ def build_datasets(
         raise ValueError(f"crop_backend must be one of {BACKENDS}, got {crop_backend!r}")
     if image_size < 8:
         raise ValueError(f"image_size must be >= 8, got {image_size}")
+    foreground = _foreground_kind(with_foreground, crop)
+    if with_masks and (foreground or with_lesion_masks):
+        raise ValueError(
+            "with_masks (evaluation: a third element) cannot be combined with with_foreground/"
+            "with_lesion_masks (training: a dict of image and masks)"
+        )
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
@@ -202,7 +221,9 @@ def build_datasets(
         crop=crop,
         crop_margin=crop_margin,
         crop_backend=crop_backend,
-        with_masks=with_masks,
+        with_masks=with_masks or with_lesion_masks,
+        foreground=foreground,
+        as_dict=bool(foreground or with_lesion_masks),
         native=all(Path(r.path).suffix.lower() in TF_NATIVE_EXTENSIONS for r in scan.records),
     )
     augmenter = _augmenter(augment, seed)
@@ -243,6 +264,18 @@ def build_datasets(
     if bundle.bad_files:
         log.warning("Skipped %d unreadable file(s); see bundle.bad_files", len(bundle.bad_files))
     return bundle
+
+
+def _foreground_kind(with_foreground: bool | str, crop: str | None) -> str | None:
+    if with_foreground is True:
+        return "brain" if crop == "brain" else "body"
+    if with_foreground in (False, None, "none"):
+        return None
+    if with_foreground not in CROP_MODES:
+        raise ValueError(
+            f"with_foreground must be a bool or one of {CROP_MODES}, got {with_foreground!r}"
+        )
+    return str(with_foreground)
 
 
 def class_weights_for(
@@ -307,6 +340,8 @@ class _Loader:
         with_masks: bool,
         native: bool,
         crop_backend: str = "opencv",
+        foreground: str | None = None,
+        as_dict: bool = False,
     ) -> None:
         self.class_names = list(class_names)
         self.image_size = int(image_size)
@@ -314,10 +349,13 @@ class _Loader:
         self.crop_margin = int(crop_margin)
         self.crop_backend = crop_backend
         self.with_masks = with_masks
+        self.foreground = foreground
+        self.as_dict = as_dict
         self.native = native
 
     def fingerprint(self) -> str:
-        return f"{self.image_size}-{self.crop}-{self.crop_margin}-{int(self.with_masks)}"
+        fingerprint = f"{self.image_size}-{self.crop}-{self.crop_margin}-{int(self.with_masks)}"
+        return fingerprint + (f"-fg{self.foreground}" if self.foreground else "")
 
     def slices(self, records: Sequence[ImageRecord]) -> tuple[Any, ...]:
         paths = [r.path for r in records]
@@ -346,7 +384,24 @@ class _Loader:
         image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
         image.set_shape([size, size, 3])
         out = (image, tf.one_hot(label, len(self.class_names), dtype=tf.float32))
-        return (*out, mask) if self.with_masks else out
+        if self.with_masks:
+            out = (*out, mask)
+        if self.foreground:
+            out = (*out, self._foreground(image))
+        return out
+
+    def _foreground(self, image: tf.Tensor) -> tf.Tensor:
+        """uint8 ``[S, S, 1]``: ``crop.body_mask``/``brain_mask`` of the final uint8 image."""
+        from kidney_tf.data import crop
+
+        find = crop.brain_mask if self.foreground == "brain" else crop.body_mask
+
+        def run(pixels: np.ndarray) -> np.ndarray:
+            return find(pixels).astype(np.uint8)[..., None]
+
+        mask = tf.numpy_function(run, [image], tf.uint8, stateful=False)
+        mask.set_shape([self.image_size, self.image_size, 1])
+        return mask
 
     def _crop_resize(self, image: tf.Tensor) -> tf.Tensor:
         """The paper's crop (which resizes) or a plain resize; float32 0..255."""
@@ -531,19 +586,27 @@ def _make_dataset(
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, num_parallel_calls=autotune, deterministic=deterministic)
 
-    with_masks = loader.with_masks
+    with_masks, foreground, as_dict = loader.with_masks, loader.foreground, loader.as_dict
 
     def finish(images: tf.Tensor, labels: tf.Tensor, *masks: tf.Tensor) -> tuple:
         images = tf.cast(images, tf.float32)
-        mask = tf.cast(masks[0], tf.float32) if masks else None
+        # lesion mask and/or foreground, stacked so augmentation moves them with the image
+        stacked = tf.concat([tf.cast(m, tf.float32) for m in masks], -1) if masks else None
         if augmenter is not None:
-            if with_masks:
-                images, mask = augmenter(images, masks=mask, training=True)
+            if stacked is not None:
+                images, stacked = augmenter(images, masks=stacked, training=True)
             else:
                 images = augmenter(images, training=True)
         if preprocess is not None:
             images = preprocess(images)
-        return (images, labels, mask) if with_masks else (images, labels)
+        if not as_dict:
+            return (images, labels, stacked) if with_masks else (images, labels)
+        x = {IMAGE_KEY: images}
+        if with_masks:
+            x[LESION_KEY] = stacked[..., :1]
+        if foreground:
+            x[FOREGROUND_KEY] = stacked[..., -1:]
+        return x, labels
 
     # Keras random layers draw from one seed-generator state: parallel calls would race for it
     # and the same seed would not give the same batches. Sequential unless told otherwise.

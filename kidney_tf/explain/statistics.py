@@ -40,6 +40,9 @@ cannot tell a sharp right answer from a sharp wrong one (measured on kidney CT: 
 
 - ``outside_fraction``: fraction of CAM mass outside the foreground (body/brain mask from
   ``kidney_tf.data.crop.body_mask``); an empty foreground counts everything as outside (1).
+  ``mass_outside`` is its differentiable TensorFlow twin for training losses (CAM fostering's
+  anatomy and lesion-mask terms): native-grid maps are upsampled to the region's size first,
+  bilinearly with aligned corners, as tf-keras-vis' ``zoom(order=1)`` does for the evaluation.
 - ``peak_cells``: ``[B, 2]`` (row, col) of the grid cell holding each map's maximum.
 - ``shortcut_warnings``: warns when most maps of a class peak in the same grid cell or outside the
   foreground.
@@ -305,6 +308,34 @@ def outside_fraction(maps, foreground) -> np.ndarray:
     return np.clip(1.0 - (p * foreground).sum(axis=(1, 2)), 0.0, 1.0).astype(np.float32)
 
 
+def upsample_maps(maps, size: tuple[int, int] | tf.Tensor) -> tf.Tensor:
+    """Maps ``[B, h, w]`` resized to ``size`` bilinearly with aligned corners: ``[B, H, W]``.
+
+    The same interpolation as ``scipy.ndimage.zoom(order=1)``, which tf-keras-vis (and so the
+    evaluation) uses to expand CAMs; differentiable. Usage: ``upsample_maps(cams, (128, 128))``.
+    """
+    maps = _as_maps(maps)
+    if isinstance(size, (tuple, list)) and tuple(maps.shape[1:3]) == tuple(size):
+        return maps
+    resized = tf.compat.v1.image.resize_bilinear(maps[..., tf.newaxis], size, align_corners=True)
+    return resized[..., 0]
+
+
+def mass_outside(maps, region) -> tf.Tensor:
+    """Fraction of CAM mass outside ``region``, differentiable: float32 ``[B]`` in [0, 1].
+
+    The TensorFlow twin of :func:`outside_fraction` (same value on maps at the region's size):
+    ``region`` is ``[B, H, W]`` (or ``[B, H, W, 1]``) bool or 0/1; maps on a coarser grid are
+    upsampled to it with :func:`upsample_maps` first. A map with no mass is uniform; an empty
+    region gives 1. Usage: ``loss = tf.reduce_mean(mass_outside(cams, foreground))``.
+    """
+    region = tf.cast(_as_maps(region) > 0.5, tf.float32)
+    size = region.shape[1:3]
+    maps = upsample_maps(maps, tuple(size) if size.is_fully_defined() else tf.shape(region)[1:3])
+    p, _ = to_distribution(maps)
+    return tf.clip_by_value(1.0 - tf.reduce_sum(p * region, axis=[1, 2]), 0.0, 1.0)
+
+
 def peak_cells(maps, grid: tuple[int, int] = (7, 7)) -> np.ndarray:
     """``[B, 2]`` int (row, col) of the ``grid`` cell that holds each map's maximum."""
     values = _maps_np(maps)
@@ -490,6 +521,7 @@ __all__ = [
     "cam_snr",
     "chance_baselines",
     "energy_in_mask",
+    "mass_outside",
     "normalized_entropy",
     "outside_fraction",
     "peak_cells",
@@ -500,4 +532,5 @@ __all__ = [
     "summarize_maps",
     "to_distribution",
     "to_jsonable",
+    "upsample_maps",
 ]

@@ -82,7 +82,10 @@ class ReproduceConfig:
     finetune_lr: float | None = 1e-4
     finetune_unfreeze_top: int | None = None
     cam_weight: float = 0.1
-    cam_method: str = "exact"
+    cam_method: str = "gradcam++"
+    cam_layer: str | None = None
+    outside_weight: float = 0.0
+    mask_weight: float = 0.0
     phantom_per_class: int = 150
     phantom_image_size: int = 256
     phantom_lesion_scale: float = 1.0
@@ -143,8 +146,9 @@ class ReproduceConfig:
             raise ValueError(
                 f"finetune_unfreeze_top must be >= 0 or None, got {self.finetune_unfreeze_top}"
             )
-        if self.cam_weight < 0:
-            raise ValueError(f"cam_weight must be >= 0, got {self.cam_weight}")
+        for name in ("cam_weight", "outside_weight", "mask_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.cam_method not in FOSTERING_CAM_METHODS:
             raise ValueError(
                 f"cam_method must be one of {FOSTERING_CAM_METHODS}, got {self.cam_method!r}"
@@ -484,6 +488,7 @@ def reproduce(
             crop=train_crop,
             cam_weight=0.0,
             cam_method=config.cam_method,
+            cam_layer=config.cam_layer,
         ),
     )
     models = {"baseline" if kidney else "model": baseline}
@@ -498,6 +503,9 @@ def reproduce(
                 init=baseline["model"],
                 cam_weight=config.cam_weight,
                 cam_method=config.cam_method,
+                cam_layer=config.cam_layer,
+                outside_weight=config.outside_weight,
+                mask_weight=config.mask_weight,
                 epochs=config.finetune_epochs,
                 lr=config.finetune_lr,
                 freeze_epochs=0,

@@ -8,25 +8,47 @@ functional ``keras.Model`` subclass that shares the classifier's layers (never n
 
 CAM methods:
 
-- ``"exact"`` (default): for a ``GAP -> [Dropout] -> Dense("logits")`` head the class activation
+- ``"exact"``: for a ``GAP -> [Dropout] -> Dense("logits")`` head the class activation
   map is exactly ``relu(features @ W[:, c])``; computed from the same forward pass (cheap).
-- ``"gradcam++"``: the map Grad-CAM++ (tf-keras-vis, pre-softmax score) gives for the same head,
-  in closed form: with a GAP head the logit's gradient is constant over positions, so Grad-CAM++'s
+- ``"gradcam++"`` (default): the map Grad-CAM++ (tf-keras-vis, pre-softmax score) gives for the
+  same head, in closed form: with a GAP head the logit's gradient is constant over positions, so Grad-CAM++'s
   alphas are uniform and its map is ``features @ relu(W[:, c])``; tf-keras-vis then min-max
   normalises, so the penalised map is shifted to a minimum of 0. Fostering this map lowers the
   entropy that the evaluation measures (the ``"exact"`` map can sharpen through negative class
-  weights, which Grad-CAM++ ignores). Same cost as ``"exact"``.
+  weights, which Grad-CAM++ ignores: on real CT the exact map's entropy halved while the
+  evaluated Grad-CAM++ maps barely moved). Same cost as ``"exact"``.
 - ``"gradcam"``: Grad-CAM with a nested ``GradientTape`` (gradient of the class logit w.r.t. the
   features, spatially averaged as channel weights); for heads with hidden layers.
 
-λ (``cam_weight``) is a plain Python float stored in the config: with λ = 0 the train step is the
-standard Keras one (no CAM ops in the graph). Assigning ``model.cam_weight`` drops the traced step
-functions, so the new value takes effect at the next ``fit``/``evaluate`` call.
+Spatial terms (both off by default, so the paper's method is unchanged). Entropy alone rewards a
+sharp map wherever it is; these say *where* the mass belongs, on the same map:
+
+- ``outside_weight`` (λ_out): fraction of the true-class CAM's mass outside the foreground (the
+  body/brain mask of :mod:`kidney_tf.data.crop`, no annotation needed);
+- ``mask_weight`` (λ_mask): for images with a lesion mask, the fraction of the mass outside the
+  lesion dilated by ``mask_dilation`` px; images without a mask (Normal, unannotated) contribute
+  nothing.
+
+Both are :func:`kidney_tf.explain.statistics.mass_outside` of the map upsampled to the input size,
+i.e. the ``outside_fraction`` / ``1 − energy_in_mask`` the evaluation reports. They need the masks
+next to the image: the dataset yields ``x`` as a dict ``{"image", "foreground", "lesion_mask"}``
+(``build_datasets(..., with_foreground=True, with_lesion_masks=True)``); the model itself stays a
+flat one-input classifier (tf-keras-vis, export), and ``train_step``/``test_step``/
+``predict_step`` take the image from the dict. Plain ``(image, label)`` data still works for every
+term that needs no mask.
+
+loss = CE + λ · entropy + λ_out · outside-foreground mass + λ_mask · mass off the lesion.
+
+λ (``cam_weight``), λ_out and λ_mask are plain Python floats stored in the config: with all three 0
+the train step is the standard Keras one (no CAM ops in the graph). Assigning them drops the traced
+step functions, so a new value takes effect at the next ``fit``/``evaluate`` call.
 
 Reported metrics: ``loss`` (total), ``ce_loss`` (compiled loss incl. regularisers),
-``cam_entropy`` (mean normalised entropy of the true-class CAM; in training only when λ > 0,
-always in ``evaluate``) and the compiled metrics. The entropy term is an unweighted batch mean;
-``class_weight``/sample weights weight the compiled loss only.
+``cam_entropy`` (mean normalised entropy of the true-class CAM; in training only when a CAM term is
+on, always in ``evaluate``), ``cam_outside`` (mass outside the foreground) and ``cam_off_lesion``
+(mass off the dilated lesion, images with a mask) whenever the data carries those masks, and the
+compiled metrics. The CAM terms are unweighted batch means; ``class_weight``/sample weights weight
+the compiled loss only.
 
 Usage::
 
@@ -43,9 +65,15 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from kidney_tf.explain.fostering_maps import CLOSED_FORM_METHODS
+from kidney_tf.explain.fostering_maps import (
+    CLOSED_FORM_METHODS,
+    DEFAULT_MASK_DILATION,
+    FOREGROUND_KEY,
+    IMAGE_KEY,
+    LESION_KEY,
+)
 from kidney_tf.explain.fostering_maps import FOSTERING_CAM_METHODS as CAM_METHODS
-from kidney_tf.explain.statistics import normalized_entropy
+from kidney_tf.explain.statistics import mass_outside, normalized_entropy
 from kidney_tf.models.builders import Classifier, last_conv_layer_name, logits_layer
 
 # Layers that may sit between the CAM layer's pooling and the logits for the exact CAM identity.
@@ -100,7 +128,10 @@ class CamFosteringModel(Classifier):
         *args,
         cam_layer: str | None = None,
         cam_weight: float = 0.0,
-        cam_method: str = "exact",
+        cam_method: str = "gradcam++",
+        outside_weight: float = 0.0,
+        mask_weight: float = 0.0,
+        mask_dilation: int = DEFAULT_MASK_DILATION,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -116,10 +147,17 @@ class CamFosteringModel(Classifier):
             )
         if cam_method in CLOSED_FORM_METHODS:
             self._check_exact_identity()
-        self._cam_weight = 0.0
+        if int(mask_dilation) < 0:
+            raise ValueError(f"mask_dilation must be >= 0 pixels, got {mask_dilation}")
+        self._mask_dilation = int(mask_dilation)
+        self._cam_weight = self._outside_weight = self._mask_weight = 0.0
         self.cam_weight = cam_weight
+        self.outside_weight = outside_weight
+        self.mask_weight = mask_weight
         self.ce_loss_tracker = keras.metrics.Mean(name="ce_loss")
         self.cam_entropy_tracker = keras.metrics.Mean(name="cam_entropy")
+        self.cam_outside_tracker = keras.metrics.Mean(name="cam_outside")
+        self.cam_off_lesion_tracker = keras.metrics.Mean(name="cam_off_lesion")
         self._views = _CamViews(self, layer, cam_method)
 
     # ----------------------------------------------------------------------------- construction
@@ -128,9 +166,12 @@ class CamFosteringModel(Classifier):
         cls,
         model: keras.Model,
         cam_weight: float = 0.1,
-        cam_method: str = "exact",
+        cam_method: str = "gradcam++",
         cam_layer: str | None = None,
         *,
+        outside_weight: float = 0.0,
+        mask_weight: float = 0.0,
+        mask_dilation: int = DEFAULT_MASK_DILATION,
         class_names: Sequence[str] | None = None,
         metadata: dict[str, Any] | None = None,
         name: str | None = None,
@@ -155,6 +196,9 @@ class CamFosteringModel(Classifier):
             cam_layer=cam_layer,
             cam_weight=cam_weight,
             cam_method=cam_method,
+            outside_weight=outside_weight,
+            mask_weight=mask_weight,
+            mask_dilation=mask_dilation,
             class_names=class_names,
             metadata=merged,
         )
@@ -210,14 +254,44 @@ class CamFosteringModel(Classifier):
 
     @cam_weight.setter
     def cam_weight(self, value: float) -> None:
+        self._set_weight("_cam_weight", "cam_weight", value)
+
+    @property
+    def outside_weight(self) -> float:
+        """λ_out, the weight of the CAM mass outside the foreground (0 disables it)."""
+        return self._outside_weight
+
+    @outside_weight.setter
+    def outside_weight(self, value: float) -> None:
+        self._set_weight("_outside_weight", "outside_weight", value)
+
+    @property
+    def mask_weight(self) -> float:
+        """λ_mask, the weight of the CAM mass off the dilated lesion mask (0 disables it)."""
+        return self._mask_weight
+
+    @mask_weight.setter
+    def mask_weight(self, value: float) -> None:
+        self._set_weight("_mask_weight", "mask_weight", value)
+
+    @property
+    def mask_dilation(self) -> int:
+        """Pixels the lesion mask is grown by (square) before ``mask_weight`` measures it."""
+        return self._mask_dilation
+
+    def _set_weight(self, attribute: str, name: str, value: float) -> None:
         value = float(value)
         if not value >= 0.0 or value == float("inf"):
-            raise ValueError(f"cam_weight must be a finite number >= 0, got {value}")
-        if value != self._cam_weight:
-            # The traced train/test functions bake λ in; rebuild them on the next call.
+            raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if value != getattr(self, attribute):
+            # The traced train/test functions bake the weights in; rebuild them on the next call.
             self.train_function = None
             self.test_function = None
-        self._cam_weight = value
+        setattr(self, attribute, value)
+
+    @property
+    def _penalised(self) -> bool:
+        return self._cam_weight > 0 or self._outside_weight > 0 or self._mask_weight > 0
 
     # ------------------------------------------------------------------------------------- CAMs
     def _probabilities_and_cams(self, x, *, training: bool, labels=None, class_index=None):
@@ -257,12 +331,47 @@ class CamFosteringModel(Classifier):
         return cams
 
     # ------------------------------------------------------------------------------ train/test
+    def _split_inputs(self, x):
+        """``x`` or a dict ``{"image", "foreground"?, "lesion_mask"?}`` -> (image, fg, lesion)."""
+        if not isinstance(x, dict):
+            return x, None, None
+        if IMAGE_KEY not in x:
+            raise ValueError(f"a dict input needs an {IMAGE_KEY!r} entry, got keys {sorted(x)}")
+        return x[IMAGE_KEY], x.get(FOREGROUND_KEY), x.get(LESION_KEY)
+
+    def _spatial_terms(self, cams, foreground, lesion):
+        """``(outside [B] or None, off_lesion [B] or None, lesion valid [B] or None)``."""
+        outside = off = valid = None
+        if foreground is not None:
+            outside = mass_outside(cams, foreground)
+        if lesion is not None:
+            lesion = tf.cast(lesion, tf.float32)
+            if lesion.shape.rank == 3:
+                lesion = lesion[..., tf.newaxis]
+            valid = tf.reduce_any(lesion > 0.5, axis=[1, 2, 3])
+            if self._mask_dilation:
+                size = 2 * self._mask_dilation + 1
+                lesion = tf.nn.max_pool2d(lesion, size, strides=1, padding="SAME")
+            off = mass_outside(cams, lesion)
+        return outside, off, valid
+
     def _step(self, data, *, training: bool):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         if y is None:
             raise ValueError("CamFosteringModel needs labels: the dataset must yield (x, y)")
-        penalty = training and self._cam_weight > 0
-        with_cams = penalty or not training
+        x, foreground, lesion = self._split_inputs(x)
+        if training and self._outside_weight > 0 and foreground is None:
+            raise ValueError(
+                "outside_weight > 0 needs the foreground next to the image: "
+                "build_datasets(..., with_foreground=True) yields x = {'image', 'foreground'}"
+            )
+        if training and self._mask_weight > 0 and lesion is None:
+            raise ValueError(
+                "mask_weight > 0 needs the lesion masks next to the image: "
+                "build_datasets(..., with_lesion_masks=True) yields x = {'image', 'lesion_mask'}"
+            )
+        with_cams = self._penalised or not training
+        terms = {}
         if with_cams:
             y_pred, cams = self._probabilities_and_cams(x, training=training, labels=y)
         else:
@@ -271,52 +380,84 @@ class CamFosteringModel(Classifier):
             x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
         )
         loss = ce_loss
-        entropy = None
         if with_cams:
             entropy = normalized_entropy(cams)
+            outside, off, valid = self._spatial_terms(cams, foreground, lesion)
+            terms = {"entropy": entropy, "outside": outside, "off_lesion": off, "valid": valid}
+            penalty = 0.0
             if self._cam_weight > 0:
+                penalty += self._cam_weight * tf.reduce_mean(entropy)
+            if self._outside_weight > 0:
+                penalty += self._outside_weight * tf.reduce_mean(outside)
+            if self._mask_weight > 0:
+                weights = tf.cast(valid, tf.float32)
+                off_mean = tf.reduce_sum(off * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+                penalty += self._mask_weight * off_mean
+            if self._penalised:
                 # Compiled losses are divided by the replica count (summed across replicas);
                 # the penalty is scaled the same way so the total is a global mean.
-                penalty_term = self._cam_weight * tf.reduce_mean(entropy) / _replicas()
-                loss = ce_loss + tf.cast(penalty_term, ce_loss.dtype)
-        return x, y, y_pred, sample_weight, loss, ce_loss, entropy
+                loss = ce_loss + tf.cast(penalty / _replicas(), ce_loss.dtype)
+        return x, y, y_pred, sample_weight, loss, ce_loss, terms
 
-    def _update_trackers(self, y_pred, loss, ce_loss, entropy) -> None:
+    def _update_trackers(self, y_pred, loss, ce_loss, terms) -> None:
         batch = tf.shape(y_pred)[0]
         for metric in self.metrics:
             if metric.name == "loss":
                 metric.update_state(loss * _replicas(), sample_weight=batch)
         self.ce_loss_tracker.update_state(ce_loss * _replicas(), sample_weight=batch)
-        if entropy is not None:
-            self.cam_entropy_tracker.update_state(entropy)
+        if terms.get("entropy") is not None:
+            self.cam_entropy_tracker.update_state(terms["entropy"])
+        if terms.get("outside") is not None:
+            self.cam_outside_tracker.update_state(terms["outside"])
+        if terms.get("off_lesion") is not None:
+            self.cam_off_lesion_tracker.update_state(
+                terms["off_lesion"], sample_weight=tf.cast(terms["valid"], tf.float32)
+            )
+
+    def _logs(self, x, y, y_pred, sample_weight, terms):
+        logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        for key, tracker in (
+            ("entropy", self.cam_entropy_tracker),
+            ("outside", self.cam_outside_tracker),
+            ("off_lesion", self.cam_off_lesion_tracker),
+        ):
+            if terms.get(key) is None:
+                logs.pop(tracker.name, None)
+        return logs
 
     def train_step(self, data):
         with tf.GradientTape() as tape:
-            x, y, y_pred, sample_weight, loss, ce_loss, entropy = self._step(data, training=True)
+            x, y, y_pred, sample_weight, loss, ce_loss, terms = self._step(data, training=True)
             scaled = (
                 self.optimizer.scale_loss(loss) if hasattr(self.optimizer, "scale_loss") else loss
             )
         variables = self.trainable_variables
         gradients = tape.gradient(scaled, variables)
         self.optimizer.apply_gradients(zip(gradients, variables))
-        self._update_trackers(y_pred, loss, ce_loss, entropy)
-        logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-        if entropy is None:
-            logs.pop(self.cam_entropy_tracker.name, None)
-        return logs
+        self._update_trackers(y_pred, loss, ce_loss, terms)
+        return self._logs(x, y, y_pred, sample_weight, terms)
 
     def test_step(self, data):
-        x, y, y_pred, sample_weight, loss, ce_loss, entropy = self._step(data, training=False)
-        self._update_trackers(y_pred, loss, ce_loss, entropy)
-        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        x, y, y_pred, sample_weight, loss, ce_loss, terms = self._step(data, training=False)
+        self._update_trackers(y_pred, loss, ce_loss, terms)
+        return self._logs(x, y, y_pred, sample_weight, terms)
+
+    def predict_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self(self._split_inputs(x)[0], training=False)
 
     # ---------------------------------------------------------------------------- serialisation
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
-            cam_layer=self._cam_layer, cam_weight=self._cam_weight, cam_method=self._cam_method
+            cam_layer=self._cam_layer,
+            cam_weight=self._cam_weight,
+            cam_method=self._cam_method,
+            outside_weight=self._outside_weight,
+            mask_weight=self._mask_weight,
+            mask_dilation=self._mask_dilation,
         )
         return config
 
 
-__all__ = ["CAM_METHODS", "CamFosteringModel"]
+__all__ = ["CAM_METHODS", "FOREGROUND_KEY", "IMAGE_KEY", "LESION_KEY", "CamFosteringModel"]

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kidney_tf.explain.fostering_maps import DEFAULT_MASK_DILATION
 from kidney_tf.explain.fostering_maps import FOSTERING_CAM_METHODS as CAM_METHODS
 from kidney_tf.training.distribute import STRATEGIES
 from kidney_tf.utils.io import atomic_path, ensure_writable_dir, write_json_atomic
@@ -96,7 +97,11 @@ class TrainConfig:
     batch_size: int = 32
     lr: float | None = None
     cam_weight: float = 0.0
-    cam_method: str = "exact"
+    cam_method: str = "gradcam++"
+    cam_layer: str | None = None
+    outside_weight: float = 0.0
+    mask_weight: float = 0.0
+    mask_dilation: int = DEFAULT_MASK_DILATION
     init: str | None = None
     crop: str | None = None
     weights: str | None = "imagenet"
@@ -127,6 +132,11 @@ class TrainConfig:
     backup_every: int = 0
     verbose: int | str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fostering(self) -> bool:
+        """Whether any CAM-fostering term (entropy, outside foreground, off lesion) is on."""
+        return self.cam_weight > 0 or self.outside_weight > 0 or self.mask_weight > 0
 
     def resolved_lr(self) -> float:
         """The learning rate used: ``lr``, else 1e-4 when fine-tuning ``init``, else 1e-3."""
@@ -194,8 +204,12 @@ class TrainConfig:
             raise ValueError(f"cam_method must be one of {CAM_METHODS}, got {self.cam_method!r}")
         if self.split not in SPLIT_METHODS:
             raise ValueError(f"split must be one of {SPLIT_METHODS}, got {self.split!r}")
-        if not (self.cam_weight >= 0 and math.isfinite(self.cam_weight)):
-            raise ValueError(f"cam_weight must be a finite number >= 0, got {self.cam_weight}")
+        for name in ("cam_weight", "outside_weight", "mask_weight"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if self.mask_dilation < 0:
+            raise ValueError(f"mask_dilation must be >= 0 pixels, got {self.mask_dilation}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be positive")
         if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
@@ -451,6 +465,10 @@ def _build_model(config: TrainConfig, base, class_names, image_size, model_fn):
         base,
         cam_weight=config.cam_weight,
         cam_method=config.cam_method,
+        cam_layer=config.cam_layer or getattr(base, "cam_layer", None),
+        outside_weight=config.outside_weight,
+        mask_weight=config.mask_weight,
+        mask_dilation=config.mask_dilation,
         class_names=list(class_names),
         metadata=metadata,
     )
@@ -783,6 +801,10 @@ class _Run:
             "crop": resolved_crop(config, base),
             "augment": config.augment,
             "cache": config.cache,
+            # CAM fostering: masks next to the image (x as a dict) for the spatial terms; every
+            # fostering run carries the foreground so history.csv reports cam_outside.
+            "with_foreground": config.fostering,
+            "with_lesion_masks": config.mask_weight > 0,
         }
         if records is not None:
             scan = ScanResult(list(records.records["train"]), list(records.class_names), [])
