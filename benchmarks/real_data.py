@@ -5,8 +5,10 @@ The held-out part shares no neighbouring slices or near-duplicates with training
 - kidney CT (``Cyst- (1219).jpg`` names): ``--split ranges`` — per class the highest slice
   numbers are the test split and the next ones the validation split, each cut at a gap of more
   than 5 numbers (a series boundary), so no test slice has a neighbour in train or val;
-- brain MRI: 20 % test, grouped (runs of consecutive file numbers and perceptual near-duplicates,
-  phash distance <= 6, are kept on one side), written once to ``OUT/split.csv``.
+- brain MRI: 20 % test and 15 % validation, grouped by perceptual near-duplicates (phash
+  distance <= 6, the ``data verify`` default: every connected group of near-duplicates stays on
+  one side; the file numbers of this dataset are not slice numbers), written once to
+  ``OUT/split.csv``; the script prints how many near-duplicate groups cross splits (0).
 
 Each *arm* is one ``kidney-tf train`` command line (a recipe, or a recipe with one lever
 changed); every arm uses the same split. Each model (``best.keras``: the best validation loss)
@@ -147,6 +149,7 @@ def split_arguments(dataset: str, pool: Path, out: Path) -> list[str]:
         return ["--split", "ranges"]
     split_csv = out / "split.csv"
     if not split_csv.is_file():
+        from kidney_tf.data.duplicates import find_duplicates
         from kidney_tf.data.reading import load_source
         from kidney_tf.data.splits import split_records, write_split_csv
 
@@ -157,9 +160,17 @@ def split_arguments(dataset: str, pool: Path, out: Path) -> list[str]:
             val_fraction=0.15,
             test_fraction=BRAIN_TEST_FRACTION,
             duplicate_distance=BRAIN_DUPLICATE_DISTANCE,
+            block_size=1,  # file numbers are not slices: group by near-duplicates only
         )
         write_split_csv(splits, split_csv)
-        print(f"split: {splits.counts()} -> {split_csv}", flush=True)
+        where = {r.path: name for name, part in splits.items() for r in part}
+        report = find_duplicates(list(where), max_distance=BRAIN_DUPLICATE_DISTANCE)
+        crossing = sum(len({where[p] for p in group}) > 1 for group in report.groups)
+        print(
+            f"split: {splits.counts()} -> {split_csv}; near-duplicate groups crossing splits: "
+            f"{crossing} of {len(report.groups)}",
+            flush=True,
+        )
     return ["--split-csv", str(split_csv)]
 
 

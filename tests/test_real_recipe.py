@@ -19,14 +19,23 @@ from kidney_tf.data.splits import slice_number, split_records
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-@pytest.fixture(scope="module")
-def kidney_pool() -> Path:
-    pool = SHARED / "kidney_ct_pool"
+def _real_pool(name: str) -> Path:
+    pool = SHARED / name
     if not pool.is_dir():
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{pool}: the real kidney pool is missing (CI must have ../shared/data)")
+            pytest.fail(f"{pool}: the real pool is missing (CI must have ../shared/data)")
         pytest.skip(f"{pool} not present (../shared/data is not next to this checkout)")
     return pool
+
+
+@pytest.fixture(scope="module")
+def kidney_pool() -> Path:
+    return _real_pool("kidney_ct_pool")
+
+
+@pytest.fixture(scope="module")
+def brain_pool() -> Path:
+    return _real_pool("brain_mri_pool")
 
 
 # ------------------------------------------------------------------------- held-out ranges
@@ -275,3 +284,40 @@ def test_test_time_augmentation_averages_the_image_and_its_mirror():
     expected = 0.5 * (model.predict_on_batch(images) + model.predict_on_batch(images[:, :, ::-1]))
     np.testing.assert_allclose(_predict(model, images, tta=True), expected, rtol=1e-5)
     assert not np.allclose(_predict(model, images), expected)
+
+
+def _benchmark():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "real_data.py"
+    spec = importlib.util.spec_from_file_location("real_data_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_real_data_benchmark_lists_its_arms_and_renders_a_table(kidney_pool, capsys):
+    bench = _benchmark()
+    assert bench.detect_dataset(kidney_pool) == "kidney"
+    assert bench.main(["--pool", str(kidney_pool), "--out", "unused", "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert "recipe: the kidney-real recipe" in listed and "--split" not in listed
+    row = {"arm": "recipe", "accuracy": 0.9, "macro_f1": 0.8, "recall": {"Cyst": 0.5},
+           "same_cell_classes": {"Stone": 0.6}, "epochs": 3, "best_epoch": 2}  # fmt: skip
+    text = bench.table([row], bench.KIDNEY_CLASSES)
+    assert "| recipe | 0.900 | 0.800 | 0.50 | – |" in text and "Stone 60%" in text
+    with pytest.raises(SystemExit, match="unknown arm"):
+        bench.main(["--pool", str(kidney_pool), "--out", "unused", "--arms", "nope"])
+
+
+@pytest.mark.real_data
+def test_brain_benchmark_split_keeps_near_duplicates_on_one_side(brain_pool, tmp_path, capsys):
+    bench = _benchmark()
+    args = bench.split_arguments("brain", brain_pool, tmp_path)
+    assert args == ["--split-csv", str(tmp_path / "split.csv")]
+    out = capsys.readouterr().out
+    assert "near-duplicate groups crossing splits: 0 of" in out
+    with open(tmp_path / "split.csv", newline="") as handle:
+        splits = [row["split"] for row in csv.DictReader(handle)]
+    assert len(splits) == 4350
+    assert 0.17 <= splits.count("test") / len(splits) <= 0.23
