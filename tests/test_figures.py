@@ -69,13 +69,31 @@ def test_cam_overlays_and_statistics(tmp_path, toy):
         figures.plot_cam_overlays(images[:2], maps[:1], tmp_path / "bad.png")
 
 
-def test_overlay_cam_shapes(toy):
+def test_overlay_cam_blends_the_jet_map_over_a_gray_copy(toy):
+    from matplotlib import colormaps
+
     images, maps, _ = toy
     blended = figures.overlay_cam(images[0], maps[0])
     assert blended.shape == (48, 48, 3) and blended.dtype == np.uint8
-    # A zero map leaves a gray image (no colour added).
-    gray = figures.overlay_cam(images[0], np.zeros((7, 7)))
-    assert gray.shape == (48, 48, 3)
+    alpha, jet = figures.OVERLAY_ALPHA, colormaps["jet"]
+    image = np.zeros((48, 48, 3), np.uint8)
+    image[..., 0], image[..., 1], image[..., 2] = 60, 120, 180  # gray copy: 120 everywhere
+
+    def expected(colour) -> np.ndarray:
+        return ((1 - alpha) * 120 / 255 + alpha * np.asarray(colour[:3])) * 255
+
+    # A zero map (no evidence): every pixel gets the colour map's lowest colour, nothing else.
+    zero = figures.overlay_cam(image, np.zeros((7, 7)))
+    np.testing.assert_allclose(zero.reshape(-1, 3), [expected(jet(0.0))] * 48 * 48, atol=1)
+    # One hot cell of a 4x4 map: jet's top colour (the map's maximum) appears in that cell.
+    cam = np.zeros((4, 4))
+    cam[1, 2] = 3.0
+    hot = figures.overlay_cam(image, cam).astype(np.float64)
+    distance = np.abs(hot - expected(jet(1.0))).max(axis=-1)
+    y, x = np.unravel_index(np.argmin(distance), (48, 48))
+    assert 12 <= y < 24 and 24 <= x < 36 and distance[y, x] <= 1, (y, x, distance[y, x])
+    far = hot[47, 0]  # far from the cell: heat 0, the lowest colour again
+    np.testing.assert_allclose(far, expected(jet(0.0)), atol=1)
 
 
 def test_reliability_diagram(tmp_path):

@@ -97,6 +97,52 @@ def test_entropy_penalty_changes_the_update_and_its_gradient_reaches_the_backbon
     assert not weights_equal(runs[0.0], runs[1.0], atol=1e-7)
 
 
+@pytest.mark.parametrize("method", ["exact", "gradcam++"])
+def test_one_step_is_the_hand_computed_ce_plus_lambda_entropy_step(method):
+    """One SGD step of fit with λ > 0 equals w - lr * d(weighted CE + λ * H(CAM))/dw, with the
+    CAM, its entropy and the loss written out here by hand (no kidney_tf code on the tape)."""
+    lam, lr, class_weights = 0.7, 0.05, [1.0, 2.0, 0.5]
+    x, y = toy_data(n=6, seed=5)
+    model = CamFosteringModel.from_classifier(tiny_classifier(seed=6), cam_weight=lam,
+                                              cam_method=method)  # fmt: skip
+    reference = tiny_classifier(seed=6)
+    reference.set_weights(model.get_weights())
+    compile_sgd(model, lr=lr)
+    model.fit(x, y, batch_size=6, epochs=1, shuffle=False, verbose=0)
+
+    views = keras.Model(reference.input, [reference.get_layer("last_conv").output,
+                                           reference.output])  # fmt: skip
+    labels = np.argmax(y, axis=-1)
+    variables = reference.trainable_variables
+    with tf.GradientTape(persistent=True) as tape:
+        features, probabilities = views(x, training=True)
+        p_true = tf.clip_by_value(tf.reduce_sum(probabilities * y, axis=-1), 1e-7, 1 - 1e-7)
+        ce = tf.reduce_mean(-tf.math.log(p_true) * tf.gather(class_weights, labels))
+        class_kernel = tf.transpose(tf.gather(reference.get_layer("logits").kernel, labels, axis=1))
+        cams = tf.einsum("bhwk,bk->bhw", features, tf.nn.relu(class_kernel) if method ==
+                         "gradcam++" else class_kernel)  # fmt: skip
+        if method == "gradcam++":
+            cams -= tf.reduce_min(cams, axis=[1, 2], keepdims=True)
+        else:
+            cams = tf.nn.relu(cams)
+        mass = tf.reshape(cams, [6, -1])
+        total = tf.reduce_sum(mass, axis=1, keepdims=True)
+        assert float(tf.reduce_min(total)) > 0  # no empty map: the plain formula applies
+        q = mass / total
+        plogq = tf.where(q > 0, q * tf.math.log(tf.where(q > 0, q, 1.0)), 0.0)
+        entropy = -tf.reduce_sum(plogq, axis=1) / np.log(SIZE * SIZE)
+        loss = ce + lam * tf.reduce_mean(entropy)
+    gradients, ce_gradients = tape.gradient(loss, variables), tape.gradient(ce, variables)
+    trained = {v.path: v.numpy() for v in model.trainable_variables}
+    assert sorted(trained) == sorted(v.path for v in variables)
+    penalty_shift = 0.0
+    for variable, gradient, ce_gradient in zip(variables, gradients, ce_gradients, strict=True):
+        expected = variable.numpy() - lr * gradient.numpy()
+        np.testing.assert_allclose(trained[variable.path], expected, rtol=1e-4, atol=1e-6)
+        penalty_shift = max(penalty_shift, float(np.abs(gradient - ce_gradient).max()) * lr)
+    assert penalty_shift > 1e-4  # the λ term moved the weights well beyond the tolerance
+
+
 def test_exact_and_gradcam_agree_up_to_scale_for_gap_dense_head():
     x, _ = toy_data(4)
     base = tiny_classifier(seed=5)

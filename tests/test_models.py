@@ -75,6 +75,24 @@ def test_default_image_size_comes_from_the_architecture():
     assert model.metadata["arch"] == "resnet50" and model.metadata["image_size"] == 224
 
 
+def test_data_bundle_gives_size_classes_and_crop(tmp_path):
+    from kidney_tf.data.phantoms import generate_phantoms
+    from kidney_tf.data.pipeline import build_datasets
+
+    manifest = generate_phantoms("kidney-ct", tmp_path, per_class=3, image_size=48)
+    bundle = build_datasets(manifest, image_size=40, batch_size=4, split="stratified", crop="body")
+    model = build_classifier("efficientnetb1", data=bundle)
+    assert model.input_shape == (None, 40, 40, 3)
+    assert model.class_names == bundle.class_names == KIDNEY
+    assert (model.metadata["image_size"], model.metadata["crop"]) == (40, "body")
+    images, _ = next(iter(bundle.train))
+    assert model.predict(images, verbose=0).shape == (images.shape[0], 4)
+    with pytest.raises(ValueError, match="image_size=64 but the data bundle's images are 40 px"):
+        build_classifier("resnet50", data=bundle, image_size=64)
+    with pytest.raises(ValueError, match="drop class_names"):
+        build_classifier("resnet50", data=bundle, class_names=["a", "b", "c", "d"])
+
+
 def bn_momenta(model) -> set[float]:
     return {
         layer.momentum

@@ -169,6 +169,40 @@ def test_init_model_class_and_size_mismatches(phantoms, small_model, tmp_path, c
     assert "model input is 32 px but --image-size is 64" in line
 
 
+def test_init_thaws_a_model_saved_with_its_backbone_frozen(phantoms, tmp_path, capsys):
+    """Keras saves trainable flags, so a head-only fine-tune loads frozen; ``--init`` thaws it."""
+    import keras
+    import numpy as np
+
+    from kidney_tf._loading import load_model
+    from kidney_tf.models.builders import Classifier, set_backbone_trainable
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv_1")(x)
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="last_conv")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(4, name="logits")(x)
+    outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    model = Classifier(inputs, outputs, class_names=["Cyst", "Normal", "Stone", "Tumor"])
+    set_backbone_trainable(model, False)
+    model.save(tmp_path / "frozen.keras")
+    frozen = load_model(tmp_path / "frozen.keras")
+    assert not frozen.get_layer("conv_1").trainable and frozen.get_layer("logits").trainable
+
+    run = tmp_path / "run"
+    argv = ["--data", str(phantoms), "--init", str(tmp_path / "frozen.keras"), "--epochs", "1",
+            "--steps-per-epoch", "2", "--batch-size", "8", "--patience", "0", "--lr", "0.01"]  # fmt: skip
+    assert main(["train", *argv, "--out", str(run)]) == 0
+    capsys.readouterr()
+    thawed = load_model(run / "model.keras")
+    for name in ("conv_1", "last_conv", "logits"):
+        assert thawed.get_layer(name).trainable, name
+        before, after = frozen.get_layer(name).kernel.numpy(), thawed.get_layer(name).kernel.numpy()
+        assert np.abs(after - before).max() > 1e-5, f"{name} did not train"
+
+
 # ----------------------------------------------------------------------------- end to end
 def _history(run: Path) -> list[dict[str, str]]:
     with (run / "history.csv").open(newline="") as fh:

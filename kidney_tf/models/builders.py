@@ -27,7 +27,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 
@@ -35,6 +35,9 @@ from kidney_tf.models.heads import LOGITS_LAYER, HeadConfig, build_head
 from kidney_tf.models.preprocessing import CaffePreprocessing, PerImageStandardization
 from kidney_tf.utils.io import atomic_path
 from kidney_tf.utils.logging import get_logger
+
+if TYPE_CHECKING:
+    from kidney_tf.data.pipeline import DataBundle
 
 log = get_logger(__name__)
 
@@ -200,20 +203,35 @@ def build_classifier(
     class_names: Sequence[str] | None = None,
     name: str | None = None,
     input_norm: str | None = None,
+    data: DataBundle | None = None,
 ) -> Classifier:
     """Build a flat functional classifier taking raw 0–255 float32 RGB images.
 
-    ``num_classes`` defaults to ``len(class_names)`` or 4. ``image_size`` defaults to the
+    ``data`` (a :func:`~kidney_tf.data.pipeline.build_datasets` bundle) supplies ``class_names``,
+    ``image_size`` and the crop recorded in the metadata, so the model fits the data it will see.
+    Without it, ``num_classes`` defaults to ``len(class_names)`` or 4 and ``image_size`` to the
     architecture's (224 ResNet-50, 240 EfficientNetB1). ``bn_momentum`` sets the momentum of every
     BatchNorm layer; None means 0.9 when ``weights`` is None and Keras' 0.99 otherwise.
     ``input_norm="per-image"`` first standardises each image's intensities
     (:class:`~kidney_tf.models.preprocessing.PerImageStandardization`; for from-scratch training,
     pretrained weights expect the original intensities).
 
-    Usage: ``build_classifier("efficientnetb1", num_classes=4, weights=None)``.
+    Usage: ``build_classifier("efficientnetb1", data=bundle, weights=None)``.
     """
     spec = _arch_spec(arch)
     arch = next(k for k, v in ARCHITECTURES.items() if v is spec)
+    if data is not None:
+        if image_size is not None and int(image_size) != data.image_size:
+            raise ValueError(
+                f"image_size={image_size} but the data bundle's images are {data.image_size} px: "
+                f"drop image_size (data= sets it) or build the datasets at {image_size}"
+            )
+        if class_names is not None and list(class_names) != list(data.class_names):
+            raise ValueError(
+                f"class_names {list(class_names)} differ from the data bundle's "
+                f"{list(data.class_names)}: drop class_names (data= sets them)"
+            )
+        image_size, class_names = data.image_size, data.class_names
     if num_classes is None:
         num_classes = len(class_names) if class_names is not None else 4
     if class_names is not None and len(class_names) != num_classes:
@@ -249,7 +267,7 @@ def build_classifier(
     metadata = {
         "arch": arch,
         "image_size": image_size,
-        "crop": None,
+        "crop": None if data is None else data.crop,
         "preprocessing": spec["preprocessing"],
         "input_norm": input_norm,
         "head": head.to_dict(),
