@@ -1,6 +1,7 @@
-"""Distributed training: MirroredStrategy over 2 logical CPUs, and two MultiWorkerMirroredStrategy
-processes on localhost (killed mid-epoch and resumed). Each runs in subprocesses with timeouts:
-device and cluster settings must be made before TensorFlow initialises."""
+"""Distributed training: MirroredStrategy over 2 logical CPUs (``cpu_replicas``), and two
+MultiWorkerMirroredStrategy processes on localhost: uneven splits give the same model as one
+worker, a killed worker stops its peer with a clear error, both killed resume. Each runs in
+subprocesses with timeouts: device and cluster settings must be made before TensorFlow starts."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 TIMEOUT = 600  # seconds per process; a hang fails the test
+KILL_BOUND = 300  # seconds the survivor of a killed worker may take to stop
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -30,6 +32,17 @@ def phantoms(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("phantoms")
     generate_phantoms("kidney-ct", out, per_class=12, image_size=32)
     return out
+
+
+def test_cpu_replicas_need_the_mirrored_strategy(tmp_path):
+    from kidney_tf.training.distribute import make_strategy
+    from kidney_tf.training.trainer import TrainConfig
+
+    config = TrainConfig(out=str(tmp_path / "r"), data=str(tmp_path), cpu_replicas=2)
+    with pytest.raises(ValueError, match="cpu_replicas"):
+        config.validate()
+    with pytest.raises(ValueError, match="cpu_replicas"):
+        make_strategy("default", cpu_replicas=2)
 
 
 def test_stream_datasets_shard_by_data():
@@ -46,8 +59,6 @@ def test_stream_datasets_shard_by_data():
 MIRRORED_SCRIPT = textwrap.dedent(
     """
     import json, math, sys
-    from kidney_tf.training.distribute import split_cpu
-    devices = split_cpu(2)  # before TensorFlow initialises
     import keras
     from kidney_tf.models.builders import Classifier
     from kidney_tf.training.trainer import TrainConfig, train
@@ -65,12 +76,14 @@ MIRRORED_SCRIPT = textwrap.dedent(
     data, out = sys.argv[1], sys.argv[2]
     result = train(
         TrainConfig(out=out, data=data, image_size=32, epochs=2, batch_size=8, weights=None,
-                    cam_weight=0.1, strategy="mirrored", backup_every=1, verbose=0),
+                    cam_weight=0.1, strategy="mirrored", cpu_replicas=2, backup_every=1,
+                    verbose=0),
         model_fn=tiny,
     )
+    import tensorflow as tf
     from kidney_tf.training.distribute import make_strategy
     print("RESULT " + json.dumps({
-        "devices": len(devices),
+        "devices": len(tf.config.list_logical_devices("CPU")),
         "replicas": make_strategy("mirrored").num_replicas_in_sync,
         "history": result.history,
         "test": result.test_metrics,
@@ -184,3 +197,133 @@ def test_two_multiworker_processes_resume_after_a_kill(phantoms, tmp_path):
     assert not worker_dir.exists() and not (run / "backup").exists()
     with (run / "history.csv").open(newline="") as fh:
         assert [row["epoch"] for row in csv.DictReader(fh)] == ["0"]
+
+
+# ------------------------------------------------------------- two workers vs one, a killed worker
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import keras
+    from kidney_tf.models.builders import Classifier
+    from kidney_tf.training.trainer import TrainConfig, train
+
+    def tiny(class_names, size):
+        inputs = keras.Input((size, size, 3))
+        x = keras.layers.Rescaling(1 / 255.0)(inputs)
+        x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
+        x = keras.layers.BatchNormalization(synchronized=True)(x)  # global-batch statistics
+        x = keras.layers.Conv2D(8, 3, activation="relu", name="last_conv")(x)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        x = keras.layers.Dense(len(class_names), name="logits")(x)
+        out = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+        return Classifier(inputs, out, class_names=class_names)
+
+    data, out, strategy, steps = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    # 20 images: train 11 (batches 8 + 3), val 5 (shares 4 + 1), test 4 (4 + 0)
+    result = train(
+        TrainConfig(out=out, data=data, image_size=32, epochs=1, batch_size=8, weights=None,
+                    cam_weight=0.1, strategy=strategy, split="stratified", val_fraction=0.25,
+                    test_fraction=0.2, deterministic=True, seed=3, patience=0, verbose=0,
+                    steps_per_epoch=steps or None, backup_every=2 if steps else 0),
+        model_fn=tiny,
+    )
+    print("RESULT " + json.dumps(result.test_metrics))
+    """
+)
+ATOL = 1e-5  # measured: max |w_2workers - w_1worker| = see test (float summation order only)
+
+
+@pytest.fixture(scope="module")
+def small_phantoms(tmp_path_factory) -> Path:
+    from kidney_tf.data.phantoms import generate_phantoms
+
+    out = tmp_path_factory.mktemp("small_phantoms")
+    generate_phantoms("kidney-ct", out, per_class=5, image_size=32)
+    return out
+
+
+def _start(data: Path, out: Path, logs: Path, steps: int = 0) -> list[subprocess.Popen]:
+    from kidney_tf.training.distribute import free_ports, local_tf_config
+
+    ports = free_ports(2)
+    return [
+        subprocess.Popen(
+            [sys.executable, "-c", SCRIPT, str(data), str(out), "multiworker", str(steps)],
+            stdout=(logs / f"w{i}.log").open("w"),
+            stderr=subprocess.STDOUT,
+            env=_env(TF_CONFIG=local_tf_config(ports, index=i)),
+            start_new_session=True,
+        )
+        for i in range(2)
+    ]
+
+
+def _weights(path: Path):
+    from kidney_tf._loading import load_model
+
+    return load_model(path, compile=False).get_weights()
+
+
+@pytest.mark.slow
+def test_two_workers_with_uneven_splits_train_the_model_one_worker_trains(small_phantoms, tmp_path):
+    import numpy as np
+
+    single = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(small_phantoms), str(tmp_path / "one"), "default", "0"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=TIMEOUT,
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+    run = tmp_path / "two"
+    workers = _start(small_phantoms, run, tmp_path)
+    try:
+        codes = [w.wait(timeout=TIMEOUT) for w in workers]
+    finally:
+        _kill(workers)
+    logs = [(tmp_path / f"w{i}.log").read_text() for i in range(2)]
+    assert codes == [0, 0], "\n".join(text[-3000:] for text in logs)
+    counts = json.loads((run / "config.json").read_text())["counts"]
+    assert [sum(counts[s].values()) for s in ("train", "val", "test")] == [11, 5, 4]
+
+    one, two = _weights(tmp_path / "one" / "model.keras"), _weights(run / "model.keras")
+    assert len(one) == len(two)
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(one, two))
+    moved = max(float(np.max(np.abs(a))) for a in one)
+    assert moved > 0 and diff <= ATOL, f"max weight difference {diff:.3g}"
+    metrics = [json.loads(x[len("RESULT ") :]) for x in single.stdout.splitlines() if "RESULT" in x]
+    two_metrics = json.loads((run / "test_metrics.json").read_text())
+    for key, value in metrics[0].items():
+        assert two_metrics[key] == pytest.approx(value, abs=1e-4), key
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == []
+    assert not (run / "backup").exists()
+
+
+@pytest.mark.slow
+def test_a_killed_worker_stops_the_other_with_a_clear_error(small_phantoms, tmp_path):
+    run = tmp_path / "run"
+    workers = _start(small_phantoms, run, tmp_path, steps=1000)
+    state_file = run / "backup" / "state.json"
+    deadline = time.monotonic() + TIMEOUT
+    try:
+        while True:  # mid-epoch: the chief has written a step backup
+            assert time.monotonic() < deadline, "no backup appeared in time"
+            assert all(w.poll() is None for w in workers), (tmp_path / "w0.log").read_text()
+            try:
+                if json.loads(state_file.read_text())["step"] >= 2:
+                    break
+            except (FileNotFoundError, json.JSONDecodeError, KeyError):
+                pass
+            time.sleep(0.1)
+        os.killpg(workers[1].pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        code = workers[0].wait(timeout=KILL_BOUND)  # TimeoutExpired: it hung
+        waited = time.monotonic() - killed_at
+    finally:
+        _kill(workers)
+    log = (tmp_path / "w0.log").read_text()
+    assert code != 0, log[-3000:]
+    assert "another worker stopped or is unreachable" in log, log[-3000:]
+    assert "Restart every worker with the same command" in log
+    print(f"the surviving worker exited {code} after {waited:.0f} s")

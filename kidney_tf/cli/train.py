@@ -54,6 +54,7 @@ _DIRECT = (
     "init",
     "weights",
     "strategy",
+    "cpu_replicas",
     "mixed_precision",
     "jit_compile",
     "split",
@@ -210,6 +211,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--strategy",
         choices=("default", "mirrored", "multiworker"),
         help="tf.distribute strategy (default: one device); multiworker reads TF_CONFIG",
+    )
+    hardware.add_argument(
+        "--cpu-replicas",
+        type=int,
+        help="with --strategy mirrored on a machine without GPUs: split the CPU into N "
+        "logical devices (N replicas; to run and test the distributed path)",
     )
     hardware.add_argument(
         "--mixed-precision",

@@ -30,25 +30,45 @@ from pathlib import Path
 from typing import Any
 
 STRATEGIES = ("default", "mirrored", "multiworker")
+# Seconds a cross-worker collective may wait for its peers before failing (a dead worker).
+# Generous: the first step also traces and compiles the model on every worker.
+COLLECTIVE_TIMEOUT = 600.0
 
 
-def make_strategy(name: str = "default"):
+def make_strategy(
+    name: str = "default",
+    *,
+    cpu_replicas: int | None = None,
+    timeout_seconds: float | None = COLLECTIVE_TIMEOUT,
+):
     """The ``tf.distribute`` strategy called ``name`` (see the module docstring).
 
     Create it at the start of the program: a multi-worker strategy must exist before
-    TensorFlow runs any op. Raises ``ValueError`` for an unknown name or a missing ``TF_CONFIG``.
+    TensorFlow runs any op. ``cpu_replicas`` (``"mirrored"`` only) first splits the CPU into
+    that many logical devices (:func:`split_cpu`), so the mirrored path runs without GPUs.
+    ``timeout_seconds`` bounds every cross-worker collective of ``"multiworker"``: when a peer
+    dies, the survivors fail with ``DeadlineExceededError`` instead of waiting forever
+    (``None`` or 0: no bound). Raises ``ValueError`` for an unknown name, a missing
+    ``TF_CONFIG`` or ``cpu_replicas`` with another strategy.
 
-    Usage: ``strategy = make_strategy("multiworker")``.
+    Usage: ``strategy = make_strategy("mirrored", cpu_replicas=2)``.
     """
     import tensorflow as tf
 
     if name not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}")
+    if cpu_replicas is not None and name != "mirrored":
+        raise ValueError(f"cpu_replicas needs strategy 'mirrored', not {name!r}")
     if name == "mirrored":
+        if cpu_replicas is not None:
+            split_cpu(cpu_replicas)
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
         _check_tf_config()
-        return _multi_worker_strategy_class()()
+        options = tf.distribute.experimental.CommunicationOptions(
+            timeout_seconds=timeout_seconds or None
+        )
+        return _multi_worker_strategy_class()(communication_options=options)
     return tf.distribute.get_strategy()
 
 
@@ -75,9 +95,10 @@ def _multi_worker_strategy_class():
     """``MultiWorkerMirroredStrategy`` with a ``reduce`` that Keras 3 ``fit`` can use.
 
     Keras 3.15's TF trainer calls ``strategy.reduce("MEAN", (x, y), axis=None)`` on a nested
-    batch (symbolic build) and ``reduce("MEAN", scalar, axis=0)`` on per-replica metric values;
-    the collective strategy accepts neither. This subclass reduces structures leaf by leaf and
-    ignores ``axis`` for scalars.
+    batch (symbolic build, shapes only) and ``reduce("MEAN", scalar, axis=0)`` on per-replica
+    metric values; the collective strategy accepts neither. This subclass returns the local
+    batch for the first (no collective: shares of a partial batch differ in size) and ignores
+    ``axis`` for scalars.
     """
     global _MULTI_WORKER_CLASS
     if _MULTI_WORKER_CLASS is not None:
@@ -90,12 +111,26 @@ def _multi_worker_strategy_class():
         def reduce(self, reduce_op, value, axis=None):
             parent = super()
 
+            def first(leaf):
+                if isinstance(leaf, tf.distribute.DistributedValues):
+                    return self.experimental_local_results(leaf)[0]
+                return leaf
+
+            def rank(leaf):
+                return getattr(getattr(first(leaf), "shape", None), "rank", None)
+
+            leaves = tf.nest.flatten(value)
+            nested = not isinstance(value, (tf.distribute.DistributedValues, tf.Tensor))
+            batch = bool(leaves) and all((rank(leaf) or 0) >= 1 for leaf in leaves)
+            if str(reduce_op).upper().endswith("MEAN") and axis is None and nested and batch:
+                # Keras' symbolic build "reduces" one input batch only to learn its shapes.
+                # The workers' shares of a partial batch differ in size (a 5-image batch on
+                # 2 workers: 3 + 2), which an all-reduce rejects, so the local share stands in
+                # (no collective).
+                return tf.nest.map_structure(first, value)
+
             def one(leaf):
-                first = (
-                    leaf.values[0] if isinstance(leaf, tf.distribute.DistributedValues) else leaf
-                )
-                rank = getattr(getattr(first, "shape", None), "rank", None)
-                return parent.reduce(reduce_op, leaf, axis=None if rank == 0 else axis)
+                return parent.reduce(reduce_op, leaf, axis=None if rank(leaf) == 0 else axis)
 
             return tf.nest.map_structure(one, value)
 

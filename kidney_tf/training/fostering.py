@@ -98,6 +98,25 @@ def _replicas() -> int:
     return tf.distribute.get_strategy().num_replicas_in_sync
 
 
+def _batch_mean(values: tf.Tensor) -> tf.Tensor:
+    """Mean over the batch, 0 (not NaN) for a replica whose share of a partial batch is empty."""
+    return tf.math.divide_no_nan(tf.reduce_sum(values), tf.cast(tf.size(values), values.dtype))
+
+
+def _global_batch_share(batch: tf.Tensor) -> tf.Tensor:
+    """``local_batch * replicas / global_batch``: 1 when every replica got the same batch size.
+
+    Keras divides each replica's mean loss by the replica count, which is the global mean only
+    for equal shares; a partial last batch (say 5 images on 2 replicas: 3 + 2) would weight the
+    smaller share's images more. Multiplying the replica's loss by this factor makes the summed
+    gradient exactly that of the global-batch mean (one scalar all-reduce per step).
+    """
+    local = tf.cast(batch, tf.float32)
+    context = tf.distribute.get_replica_context()
+    total = context.all_reduce(tf.distribute.ReduceOp.SUM, local) if context else local
+    return tf.math.divide_no_nan(local * _replicas(), total)
+
+
 def _class_indices(labels=None, class_index=None, probabilities=None) -> tf.Tensor:
     """``[B]`` int32 class indices from one-hot/sparse labels, an int/array, or the prediction."""
     if labels is not None:
@@ -386,9 +405,9 @@ class CamFosteringModel(Classifier):
             terms = {"entropy": entropy, "outside": outside, "off_lesion": off, "valid": valid}
             penalty = 0.0
             if self._cam_weight > 0:
-                penalty += self._cam_weight * tf.reduce_mean(entropy)
+                penalty += self._cam_weight * _batch_mean(entropy)
             if self._outside_weight > 0:
-                penalty += self._outside_weight * tf.reduce_mean(outside)
+                penalty += self._outside_weight * _batch_mean(outside)
             if self._mask_weight > 0:
                 weights = tf.cast(valid, tf.float32)
                 off_mean = tf.reduce_sum(off * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
@@ -425,11 +444,27 @@ class CamFosteringModel(Classifier):
                 logs.pop(tracker.name, None)
         return logs
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a tf.distribute strategy, Keras' TF trainer draws one batch from a fresh fit
+        # iterator only to learn the input shapes, then restarts it: a reshuffling stream then
+        # trains on its *second* shuffle order (unlike one device), and the draw all-reduces
+        # the batch across workers. The dataset's element spec carries the same shapes.
+        adapter = getattr(iterator, "data_adapter", None)
+        if data_batch is None and adapter is not None:
+            return super()._maybe_symbolic_build(data_batch=adapter.get_tf_dataset().element_spec)
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def train_step(self, data):
         with tf.GradientTape() as tape:
             x, y, y_pred, sample_weight, loss, ce_loss, terms = self._step(data, training=True)
+            objective = loss
+            if _replicas() > 1:
+                share = _global_batch_share(tf.shape(y_pred)[0])
+                objective = loss * tf.cast(share, loss.dtype)
             scaled = (
-                self.optimizer.scale_loss(loss) if hasattr(self.optimizer, "scale_loss") else loss
+                self.optimizer.scale_loss(objective)
+                if hasattr(self.optimizer, "scale_loss")
+                else objective
             )
         variables = self.trainable_variables
         gradients = tape.gradient(scaled, variables)

@@ -15,7 +15,8 @@ A run folder holds everything needed to understand and re-run it::
 
 Resuming: the same command (same settings) on the same folder continues an interrupted run
 from its last backup (every ``backup_every`` steps and at each epoch end), mid-epoch included.
-Training reads one endless, seeded stream of batches (epoch ``e`` = batches ``e*n .. e*n+n-1``);
+Training reads one endless, seeded stream of full batches (epoch ``e`` = batches
+``e*n .. e*n+n-1``; a split's last partial batch is completed from the next shuffled pass);
 with ``deterministic=True`` a resumed run replays the stream up to where it stopped (the data
 pipeline runs again, the model does not) and enables TensorFlow op determinism, so it ends with
 the same weights as an uninterrupted run. Without it, a resumed run continues with a freshly
@@ -106,6 +107,7 @@ class TrainConfig:
     crop: str | None = None
     weights: str | None = "imagenet"
     strategy: str = "default"
+    cpu_replicas: int | None = None
     mixed_precision: bool = False
     jit_compile: bool = False
     split: str = "auto"
@@ -198,6 +200,10 @@ class TrainConfig:
         with a one-line reason (before anything expensive happens)."""
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.cpu_replicas is not None and (self.strategy != "mirrored" or self.cpu_replicas < 1):
+            raise ValueError(
+                f"cpu_replicas ({self.cpu_replicas}) needs strategy 'mirrored' and must be >= 1"
+            )
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.cam_method not in CAM_METHODS:
@@ -256,6 +262,10 @@ class TrainConfig:
 
 class TrainingDivergedError(ValueError):
     """The loss became NaN or infinite; the run stopped (its last good backup is kept)."""
+
+
+class WorkerLostError(ConnectionError):
+    """A multi-worker run stopped because another worker died or became unreachable."""
 
 
 @dataclass
@@ -498,15 +508,23 @@ def _data_root(data: str | None) -> str | None:
 
 
 class _TrainStream:
-    """The endless stream of training batches, positioned at any global step.
+    """The endless stream of full training batches, positioned at any global step.
 
     Deterministic: every segment gets a freshly built pipeline (fresh shuffle and augmentation
     random state) that skips ``position`` batches, so batch ``k`` is the same in every process.
     Otherwise the stream is reused and only the steps already done in the epoch are skipped.
     """
 
-    def __init__(self, bundle, rebuild: Callable[[], Any], steps_per_epoch: int, exact: bool):
+    def __init__(
+        self,
+        bundle,
+        rebuild: Callable[[], Any],
+        steps_per_epoch: int,
+        exact: bool,
+        batch_size: int,
+    ):
         self._bundle_train = bundle.train
+        self.batch_size = batch_size
         self._fresh = True
         self._rebuild = rebuild
         self.steps_per_epoch = steps_per_epoch
@@ -521,7 +539,10 @@ class _TrainStream:
         else:
             position, train = step, self._bundle_train
         self._fresh = False
-        stream = train.repeat()
+        # Full global batches only: the split's partial last batch is completed from the next
+        # pass (rebatch = unbatch + batch), as tf.distribute's own rebatching does on several
+        # workers, so one and many workers train on the same batches with the same shapes.
+        stream = train.repeat().rebatch(self.batch_size)
         return shardable(stream.skip(position) if position else stream)
 
 
@@ -660,7 +681,7 @@ def train(config: TrainConfig, *, model_fn: ModelFn | None = None) -> TrainResul
     determinism = _op_determinism_enabled()
     try:
         # The strategy first: a multi-worker strategy must exist before TensorFlow runs any op.
-        strategy = make_strategy(config.strategy)
+        strategy = make_strategy(config.strategy, cpu_replicas=config.cpu_replicas)
         if config.mixed_precision:
             keras.mixed_precision.set_global_policy("mixed_float16")
         if config.deterministic:
@@ -668,10 +689,31 @@ def train(config: TrainConfig, *, model_fn: ModelFn | None = None) -> TrainResul
 
             tf.config.experimental.enable_op_determinism()
         return _Run(config, run_dir, strategy, resumed, model_fn).execute()
+    except _cluster_errors() as exc:
+        if config.strategy != "multiworker":
+            raise
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WorkerLostError(
+            f"{run_dir}: another worker stopped or is unreachable, so this one stops too "
+            f"({type(exc).__name__}: {reason}). Restart every worker with the same command: "
+            "the run resumes from its backup"
+        ) from exc
     finally:
         keras.mixed_precision.set_global_policy(policy)
         if config.deterministic and not determinism:
             _disable_op_determinism()
+
+
+def _cluster_errors() -> tuple[type[BaseException], ...]:
+    """TensorFlow errors a worker sees when a peer dies (aborted or timed-out collectives)."""
+    import tensorflow as tf
+
+    return (
+        tf.errors.UnavailableError,
+        tf.errors.DeadlineExceededError,
+        tf.errors.AbortedError,
+        tf.errors.CancelledError,
+    )
 
 
 def _op_determinism_enabled() -> bool:
@@ -744,6 +786,7 @@ class _Run:
             lambda: self._datasets(source, image_size, base, records=bundle).train,
             steps,
             exact=config.deterministic,
+            batch_size=config.batch_size,
         )
         epochs_run = self._fit_phases(model, bundle, stream, history_csv, backup_dir)
 
