@@ -32,7 +32,7 @@ import os
 import sys
 from typing import Any
 
-from kidney_tf.explain.fostering_maps import FOSTERING_CAM_METHODS as MODES
+from kidney_tf.recipes import FOSTERING_CAM_METHODS as MODES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -135,13 +135,14 @@ KIDNEY: list[Cell] = [
             cam_weight=CAM_WEIGHT,
             seed=SEED,
         )
+        fostering = config.finetune_config()  # the CAM-fostering stage's TrainConfig
         out = Path(config.out)
         out.mkdir(parents=True, exist_ok=True)
-        keras.utils.set_random_seed(config.seed)
+        keras.utils.set_random_seed(config.train.seed)
         print(
-            f"{config.image_size} px, batch {config.batch_size}, {config.epochs} + "
-            f"{config.finetune_epochs} epochs, weights={config.weights}, crop={config.crop}, "
-            f"lambda={config.cam_weight}; writing to {out.resolve()}"
+            f"{config.train.image_size} px, batch {config.train.batch_size}, {config.train.epochs} + "
+            f"{fostering.epochs} epochs, weights={config.train.weights}, crop={config.train.crop}, "
+            f"lambda={config.train.cam_weight}; writing to {out.resolve()}"
         )
         """
     ),
@@ -165,7 +166,7 @@ KIDNEY: list[Cell] = [
                 out / "data" / "kidney-ct",
                 per_class=config.phantom_per_class,
                 image_size=config.phantom_image_size,
-                seed=config.seed,
+                seed=config.train.seed,
                 lesion_scale=config.phantom_lesion_scale,
             )
             data_root = manifest.parent
@@ -185,7 +186,7 @@ KIDNEY: list[Cell] = [
                 name,
                 0,
                 image_size=256,
-                seed=config.seed,
+                seed=config.train.seed,
                 lesion_scale=config.phantom_lesion_scale,
             )
             ax.imshow(image, cmap="gray")
@@ -215,21 +216,21 @@ KIDNEY: list[Cell] = [
         summary = dataset_figures(
             data_root,
             out / "figures",
-            crop=config.crop,
-            image_size=config.image_size,
-            split=config.split,
-            seed=config.seed,
+            crop=config.train.crop,
+            image_size=config.train.image_size,
+            split=config.train.split,
+            seed=config.train.seed,
             per_class=1,
             n_augment=3,
         )
         show(out / "figures" / "class_distribution.png")
 
-        image, _ = ktf.render_phantom("kidney-ct", "Tumor", 1, image_size=256, seed=config.seed)
-        cropped = ktf.crop_body(image, size=config.image_size)
+        image, _ = ktf.render_phantom("kidney-ct", "Tumor", 1, image_size=256, seed=config.train.seed)
+        cropped = ktf.crop_body(image, size=config.train.image_size)
         panels = [
             ("slice (table at the bottom)", image),
             ("body mask", body_mask(image)),
-            (f"body crop, {config.image_size} px", cropped.image),
+            (f"body crop, {config.train.image_size} px", cropped.image),
         ]
         fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
         for ax, (title, panel) in zip(axes, panels):
@@ -253,11 +254,11 @@ KIDNEY: list[Cell] = [
     code(
         """
         data_settings = dict(
-            image_size=config.image_size,
-            batch_size=config.batch_size,
-            split=config.split,
-            seed=config.seed,
-            crop=config.crop,
+            image_size=config.train.image_size,
+            batch_size=config.train.batch_size,
+            split=config.train.split,
+            seed=config.train.seed,
+            crop=config.train.crop,
         )
         bundle = ktf.build_datasets(data_root, **data_settings)
         eval_bundle = ktf.build_datasets(
@@ -281,32 +282,32 @@ KIDNEY: list[Cell] = [
         """
         classifier = ktf.build_classifier(
             "resnet50",
-            image_size=config.image_size,
-            weights=config.weights,
-            bn_momentum=config.bn_momentum,
+            image_size=config.train.image_size,
+            weights=config.train.weights,
+            bn_momentum=config.train.bn_momentum,
             class_names=bundle.class_names,
         )
         model = ktf.CamFosteringModel.from_classifier(
-            classifier, cam_weight=0.0, cam_method=config.cam_method, metadata={"crop": config.crop}
+            classifier, cam_weight=0.0, cam_method=config.train.cam_method, metadata={"crop": config.train.crop}
         )
         loss = ktf.WeightedCrossEntropy(bundle.class_weights)
 
 
         def schedule(base_lr, epochs):
             # the preset's per-epoch learning-rate schedule, as `kidney-tf train` applies it
-            return [cosine_schedule(base_lr, epochs)] if config.lr_schedule == "cosine" else []
+            return [cosine_schedule(base_lr, epochs)] if config.train.lr_schedule == "cosine" else []
 
 
-        model.compile(optimizer=keras.optimizers.Adam(config.lr or 1e-3), loss=loss, metrics=["accuracy"])
-        callbacks = schedule(config.lr or 1e-3, config.epochs)
-        if config.patience:
+        model.compile(optimizer=keras.optimizers.Adam(config.train.lr or 1e-3), loss=loss, metrics=["accuracy"])
+        callbacks = schedule(config.train.lr or 1e-3, config.train.epochs)
+        if config.train.patience:
             callbacks.append(
-                keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True)
+                keras.callbacks.EarlyStopping(patience=config.train.patience, restore_best_weights=True)
             )
         baseline_history = model.fit(
             bundle.train,
             validation_data=bundle.val,
-            epochs=config.epochs,
+            epochs=config.train.epochs,
             callbacks=callbacks,
             verbose=2,
         )
@@ -353,22 +354,22 @@ KIDNEY: list[Cell] = [
     ),
     code(
         """
-        model.cam_weight = config.cam_weight
-        if config.finetune_unfreeze_top is not None:
-            ktf.unfreeze_top(model, config.finetune_unfreeze_top)  # 0: the head alone
-        model.compile(optimizer=keras.optimizers.Adam(config.finetune_lr), loss=loss, metrics=["accuracy"])
+        model.cam_weight = fostering.cam_weight
+        if fostering.unfreeze_top is not None:
+            ktf.unfreeze_top(model, fostering.unfreeze_top)  # 0: the head alone
+        model.compile(optimizer=keras.optimizers.Adam(fostering.lr), loss=loss, metrics=["accuracy"])
         fostered_history = model.fit(
             bundle.train,
             validation_data=bundle.val,
-            epochs=config.finetune_epochs,
-            callbacks=schedule(config.finetune_lr, config.finetune_epochs),
+            epochs=fostering.epochs,
+            callbacks=schedule(fostering.lr, fostering.epochs),
             verbose=2,
         )
         show(
             plot_history(
                 fostered_history,
                 out / "fostered_curves.png",
-                title=f"CAM fostering (lambda = {config.cam_weight})",
+                title=f"CAM fostering (lambda = {fostering.cam_weight})",
             )
         )
         fostered_metrics = ktf.evaluate_model(
@@ -538,10 +539,10 @@ BRAIN: list[Cell] = [
         )
         out = Path(config.out)
         out.mkdir(parents=True, exist_ok=True)
-        keras.utils.set_random_seed(config.seed)
+        keras.utils.set_random_seed(config.train.seed)
         print(
-            f"{config.image_size} px, batch {config.batch_size}, {config.freeze_epochs} frozen + "
-            f"{config.epochs} epochs, weights={config.weights}; writing to {out.resolve()}"
+            f"{config.train.image_size} px, batch {config.train.batch_size}, {config.train.freeze_epochs} frozen + "
+            f"{config.train.epochs} epochs, weights={config.train.weights}; writing to {out.resolve()}"
         )
         """
     ),
@@ -563,7 +564,7 @@ BRAIN: list[Cell] = [
                 out / "data" / "brain-mri",
                 per_class=config.phantom_per_class,
                 image_size=config.phantom_image_size,
-                seed=config.seed,
+                seed=config.train.seed,
                 lesion_scale=config.phantom_lesion_scale,
             )
             data_root = manifest.parent
@@ -585,9 +586,9 @@ BRAIN: list[Cell] = [
             data_root,
             out / "figures",
             crop="brain",
-            image_size=config.image_size,
-            split=config.split,
-            seed=config.seed,
+            image_size=config.train.image_size,
+            split=config.train.split,
+            seed=config.train.seed,
             per_class=1,
             n_augment=4,
         )
@@ -608,10 +609,10 @@ BRAIN: list[Cell] = [
     code(
         """
         data_settings = dict(
-            image_size=config.image_size,
-            batch_size=config.batch_size,
-            split=config.split,
-            seed=config.seed,
+            image_size=config.train.image_size,
+            batch_size=config.train.batch_size,
+            split=config.train.split,
+            seed=config.train.seed,
             crop="brain",
         )
         bundle = ktf.build_datasets(data_root, **data_settings)
@@ -635,35 +636,35 @@ BRAIN: list[Cell] = [
         """
         model = ktf.build_classifier(
             "efficientnetb1",
-            image_size=config.image_size,
-            weights=config.weights,
-            bn_momentum=config.bn_momentum,
+            image_size=config.train.image_size,
+            weights=config.train.weights,
+            bn_momentum=config.train.bn_momentum,
             head=ktf.HeadConfig(dropout=0.3),
             class_names=bundle.class_names,
         )
         model.metadata = {**model.metadata, "crop": "brain"}
         print(f"{model.count_params():,} parameters; CAM layer: {ktf.last_conv_layer_name(model)}")
 
-        lr = config.lr or 1e-3
+        lr = config.train.lr or 1e-3
         fit_settings = dict(validation_data=bundle.val, verbose=2)
         histories = []
-        if config.freeze_epochs:
+        if config.train.freeze_epochs:
             set_backbone_trainable(model, False)
             model.compile(
                 optimizer=keras.optimizers.Adam(lr), loss="categorical_crossentropy", metrics=["accuracy"]
             )
-            histories.append(model.fit(bundle.train, epochs=config.freeze_epochs, **fit_settings))
+            histories.append(model.fit(bundle.train, epochs=config.train.freeze_epochs, **fit_settings))
             set_backbone_trainable(model, True)
             lr /= 10
         model.compile(
             optimizer=keras.optimizers.Adam(lr), loss="categorical_crossentropy", metrics=["accuracy"]
         )
         callbacks = [keras.callbacks.ReduceLROnPlateau(factor=0.3, patience=2)]
-        if config.patience:
+        if config.train.patience:
             callbacks.append(
-                keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True)
+                keras.callbacks.EarlyStopping(patience=config.train.patience, restore_best_weights=True)
             )
-        histories.append(model.fit(bundle.train, epochs=config.epochs, callbacks=callbacks, **fit_settings))
+        histories.append(model.fit(bundle.train, epochs=config.train.epochs, callbacks=callbacks, **fit_settings))
         keys = [k for k in histories[-1].history if all(k in h.history for h in histories)]
         history = {k: [v for h in histories for v in h.history[k]] for k in keys}
         show(plot_history(history, out / "curves.png", title="EfficientNetB1: accuracy and loss"))

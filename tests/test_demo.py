@@ -43,11 +43,11 @@ def test_demo_has_no_data_option():
 
 def test_demo_preset_is_resnet50_from_scratch_on_phantoms():
     config = ReproduceConfig.preset(KIDNEY, "out", quick=True)
-    assert config.data is None and config.split == "stratified"
-    assert config.weights is None and config.image_size == 128
-    assert config.bn_momentum == 0.9  # 0.99 leaves eval-mode accuracy at chance from scratch
-    assert config.cam_weight > 0 and config.crop == "body"
+    assert config.data is None and config.train.split == "stratified"
+    assert config.train.weights is None and config.train.image_size == 128
+    assert config.train.bn_momentum == 0.9  # 0.99 leaves eval-mode accuracy at chance from scratch
+    assert config.train.cam_weight > 0 and config.train.crop == "body"
     # fostering penalises the map the evaluation measures (Grad-CAM++ of a GAP + dense head)
-    assert config.cam_method == "gradcam++"
+    assert config.train.cam_method == "gradcam++"
     # conspicuous lesions: at 1.0 a from-scratch ResNet-50 stays near 0.5 accuracy on a CPU budget
     assert config.phantom_lesion_scale > 1.0

@@ -28,13 +28,13 @@ def _copy_classes(src: Path, dst: Path, classes, per_class: int = 2) -> None:
 # ------------------------------------------------------------------------------------ presets
 def test_quick_preset_and_overrides():
     config = ReproduceConfig.preset(KIDNEY, "out", quick=True, epochs=3, weights="None")
-    assert config.weights is None and config.epochs == 3
-    assert config.image_size == 128 and config.bn_momentum == 0.9
-    assert config.crop == "body" and config.split == "stratified"  # phantoms: no slices
-    assert config.finetune_unfreeze_top == 0  # the demo fosters with the backbone frozen
-    assert ReproduceConfig.preset(KIDNEY, "out", quick=False).finetune_unfreeze_top is None
+    assert config.train.weights is None and config.train.epochs == 3
+    assert config.train.image_size == 128 and config.train.bn_momentum == 0.9
+    assert config.train.crop == "body" and config.train.split == "stratified"  # phantoms: no slices
+    assert config.finetune["unfreeze_top"] == 0  # the demo fosters with the backbone frozen
+    assert ReproduceConfig.preset(KIDNEY, "out", quick=False).finetune["unfreeze_top"] is None
     paper = ReproduceConfig.preset(BRAIN, "out", quick=False, data="somewhere")
-    assert (paper.image_size, paper.weights, paper.crop, paper.split) == (
+    assert (paper.train.image_size, paper.train.weights, paper.train.crop, paper.train.split) == (
         240,
         "imagenet",
         "brain",
@@ -110,7 +110,7 @@ def test_data_and_verify_stages_on_public_layout(tmp_path, kidney_ct_sample):
     _copy_classes(kidney_ct_sample, tmp_path / "dl" / KIDNEY_FOLDER / KIDNEY_FOLDER, KIDNEY_CLASSES)
     before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "dl").rglob("*"))
     config = ReproduceConfig.preset(KIDNEY, str(tmp_path / "run"), quick=True, data=tmp_path / "dl")
-    assert config.split == "auto"  # public data: leakage-aware grouping when names allow it
+    assert config.train.split == "auto"  # public data: leakage-aware grouping when names allow it
     data = _stage_data(config, tmp_path / "run")
     assert data == {
         "root": str(tmp_path / "dl" / KIDNEY_FOLDER / KIDNEY_FOLDER),

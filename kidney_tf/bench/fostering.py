@@ -33,7 +33,7 @@ from kidney_tf.bench.core import (
     rate,
     ratio,
 )
-from kidney_tf.explain.fostering_maps import CLOSED_FORM_METHODS
+from kidney_tf.recipes import CLOSED_FORM_METHODS
 
 FOSTERING_GOAL = Goal("<=", 10.0)
 _SECONDS = {"wall": "seconds", "cpu": "cpu_seconds"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from kidney_tf.cli.main import CliError, add_common_arguments
+from kidney_tf.recipes import CROP_MODES
 
 EXAMPLES = """\
 examples:
@@ -35,9 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--src", required=True, help="dataset folder (class folders, optional splits)")
     p.add_argument("--dst", required=True, help="output folder (must not be inside --src)")
-    p.add_argument(
-        "--mode", choices=("brain", "body"), default="brain", help="what to crop to (brain)"
-    )
+    p.add_argument("--mode", choices=CROP_MODES, default="brain", help="what to crop to (brain)")
     p.add_argument(
         "--size", type=int, default=240, help="output side in pixels; 0 keeps the crop's size (240)"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from kidney_tf.cli.main import CliError, add_common_arguments
+from kidney_tf.recipes import CROP_CHOICES, SPLIT_METHODS
 
 EXAMPLES = """\
 examples:
@@ -34,11 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--data", help="class-folder tree (root/<class>/* or Training/Testing)")
     src.add_argument("--manifest", help="manifest CSV with columns path,label,split,mask_path")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--crop", choices=("brain", "body", "none"), default="none")
+    p.add_argument("--crop", choices=CROP_CHOICES, default="none")
     p.add_argument("--image-size", type=int, default=240, help="crop/resize size (240)")
-    p.add_argument(
-        "--split", choices=("auto", "folders", "stratified", "grouped", "ranges"), default="auto"
-    )
+    p.add_argument("--split", choices=SPLIT_METHODS, default="auto")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--val-fraction", type=float, default=0.15)
     p.add_argument("--test-fraction", type=float, default=0.15)

@@ -8,6 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from kidney_tf.cli.main import CliError, add_common_arguments
+from kidney_tf.recipes import (
+    CAM_TARGETS,
+    CROP_CHOICES,
+    EVAL_SPLIT_METHODS,
+    SPLIT_METHODS,
+    SPLITS,
+)
 
 EXAMPLES = """\
 examples:
@@ -58,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="report folder (created)")
     p.add_argument(
         "--split",
-        choices=("train", "val", "test", "all"),
+        choices=(*SPLITS, *EVAL_SPLIT_METHODS),
         default="test",
         help="which split to evaluate (all: every image of --data/--manifest/--split-csv, "
         "e.g. an external test set; default test)",
@@ -69,14 +76,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="gradcam",
         help="comma-separated CAM methods drawn for the example overlays ('' for none)",
     )
-    p.add_argument("--crop", choices=("brain", "body", "none"), help="default: the model's")
+    p.add_argument("--crop", choices=CROP_CHOICES, help="default: the model's")
     p.add_argument(
         "--foreground",
-        choices=("auto", "body", "brain", "none"),
+        choices=("auto", *CROP_CHOICES),
         default="auto",
         help="mask for the outside fraction (auto: brain if crop=brain, else body)",
     )
-    p.add_argument("--cam-target", choices=("predicted", "true"), default="predicted")
+    p.add_argument("--cam-target", choices=CAM_TARGETS, default="predicted")
     p.add_argument(
         "--tta",
         action="store_true",
@@ -88,7 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
     p.add_argument("--temperature", help="a number, or 'fit' to fit it on the validation split")
     p.add_argument("--seed", type=int, help="split seed (default: the run's, else 42)")
-    p.add_argument("--split-method", choices=("auto", "folders", "stratified", "grouped", "ranges"))
+    p.add_argument("--split-method", choices=SPLIT_METHODS)
     p.add_argument("--val-fraction", type=float)
     p.add_argument("--test-fraction", type=float)
     add_common_arguments(p)

@@ -8,16 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from kidney_tf.cli.main import CliError, add_common_arguments
-
-METHOD_CHOICES = (
-    "gradcam",
-    "gradcam++",
-    "layercam",
-    "scorecam",
-    "faster-scorecam",
-    "saliency",
-    "smoothgrad",
-)
+from kidney_tf.recipes import CROP_CHOICES, EXPLAIN_METHODS, parse_crop
 
 EXAMPLES = """\
 examples:
@@ -52,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--image", required=True, nargs="+", metavar="FILE", help="image files or folders"
     )
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--method", default="gradcam++", choices=METHOD_CHOICES, help="map method")
+    p.add_argument("--method", default="gradcam++", choices=EXPLAIN_METHODS, help="map method")
     p.add_argument("--layer", help="layer to compute CAMs on (default: the model's CAM layer)")
     p.add_argument(
         "--class",
@@ -62,13 +53,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--crop",
-        choices=("brain", "body", "none"),
+        choices=CROP_CHOICES,
         help="crop before resizing (default: the crop the model was trained with)",
     )
     p.add_argument(
         "--foreground",
         default="auto",
-        choices=("auto", "body", "brain", "none"),
+        choices=("auto", *CROP_CHOICES),
         help="mask for the outside-foreground statistic (auto: the crop mode, else none)",
     )
     p.add_argument("--image-size", type=int, help="input size for models built without one")
@@ -133,25 +124,18 @@ def _prepare(image, size: int, crop: str | None, margin: int):
     """Crop and resize exactly as the training pipeline does; float32 0..255 rounded."""
     import numpy as np
 
-    from kidney_tf.data import crop_tf
-    from kidney_tf.data.pipeline import resize
+    from kidney_tf.data.crop_tf import crop_resize
 
-    if crop == "brain":
-        out = crop_tf.tf_crop_brain(image, size, margin=margin)
-    elif crop == "body":
-        out = crop_tf.tf_crop_body(image, size, margin=margin)
-    else:
-        out = resize(image, size)
+    out = crop_resize(image, size, crop, margin=margin)
     return np.clip(np.round(out.numpy()), 0, 255).astype(np.float32)
 
 
 def _foreground(image, mode: str):
     import numpy as np
 
-    from kidney_tf.data.crop import body_mask, brain_mask
+    from kidney_tf.data.crop import foreground_mask
 
-    uint8 = image.astype(np.uint8)
-    return body_mask(uint8) if mode == "body" else brain_mask(uint8)
+    return foreground_mask(image.astype(np.uint8), mode)
 
 
 def _output_names(paths: list[Path], method: str) -> list[str]:
@@ -226,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
         class_names = [f"class_{i}" for i in range(num_classes)]
     size = _input_size(model, args.image_size)
     trained_crop = metadata.get("crop") or None
-    crop = trained_crop if args.crop is None else (None if args.crop == "none" else args.crop)
+    crop = trained_crop if args.crop is None else parse_crop(args.crop)
     if args.crop is not None and (crop or None) != trained_crop and "crop" in metadata:
         log.warning(
             "cropping with %s but the model was trained with %s",
@@ -234,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
             trained_crop or "no crop",
         )
     fg_mode = crop if args.foreground == "auto" else args.foreground
-    fg_mode = None if fg_mode in (None, "none") else fg_mode
+    fg_mode = parse_crop(fg_mode, what="--foreground")
     margin = int(metadata.get("crop_margin", 0) or 0)
     class_index = _class_index(args.class_, class_names)
 

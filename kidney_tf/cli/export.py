@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from kidney_tf.cli.main import CliError, add_common_arguments
+from kidney_tf.recipes import CROP_CHOICES
 
 EXAMPLES = """\
 examples:
@@ -45,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--class-names", help="comma-separated class names (default: from the model)")
     p.add_argument(
         "--crop",
-        choices=("brain", "body", "none"),
+        choices=CROP_CHOICES,
         help="crop in predict_image_bytes (default: the crop the model was trained with)",
     )
     p.add_argument("--image-size", type=int, help="input size for models built without one")

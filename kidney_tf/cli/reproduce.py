@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from kidney_tf.cli.main import add_common_arguments
-from kidney_tf.explain.fostering_maps import FOSTERING_CAM_METHODS
+from kidney_tf.recipes import FOSTERING_CAM_METHODS, PIPELINES, RECIPES
 
 EXAMPLES = """\
 examples:
@@ -99,39 +99,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("pipeline", choices=("kidney-cam-fostering", "brain-mri-efficientnet"))
+    p.add_argument("pipeline", choices=PIPELINES)
     p.add_argument("--data", help="public dataset folder or manifest CSV (default: phantoms)")
     p.add_argument(
         "--quick", action="store_true", help="small, fast settings (from scratch, 128 px, CPU)"
+    )
+    p.add_argument(
+        "--preset",
+        choices=sorted({name for r in RECIPES.values() for name in r.presets}),
+        help="a named preset of the recipe (default paper; --quick = --preset quick)",
     )
     add_tuning_arguments(p)
     p.set_defaults(func=run)
 
 
-OVERRIDE_KEYS = (
-    "epochs",
-    "finetune_epochs",
-    "cam_weight",
-    "cam_method",
-    "cam_layer",
-    "outside_weight",
-    "mask_weight",
-    "lr",
-    "finetune_lr",
-    "finetune_unfreeze_top",
-    "image_size",
-    "batch_size",
-    "weights",
-    "max_cam_images",
-    "phantom_per_class",
-    "phantom_lesion_scale",
-    "seed",
+# Options of the parser that are not preset settings (``--verbose`` is the logging flag).
+_NOT_SETTINGS = frozenset(
+    {"out", "data", "verbose", "quiet", "quick", "preset", "pipeline", "func"}
 )
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict:
-    """The preset overrides given on the command line."""
-    overrides = {k: getattr(args, k) for k in OVERRIDE_KEYS if getattr(args, k, None) is not None}
+    """The preset overrides given on the command line: every option named like a setting."""
+    from kidney_tf.pipelines.reproduce import setting_names
+
+    names = setting_names() - _NOT_SETTINGS
+    overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
     overrides["verbose"] = 0 if args.quiet else 2  # one line per epoch: readable in logs
     return overrides
 
@@ -139,7 +132,10 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
 def run_pipeline(pipeline: str, args: argparse.Namespace, *, quick: bool, data) -> int:
     from kidney_tf.pipelines.reproduce import reproduce, summary_table
 
-    summary = reproduce(pipeline, args.out, quick=quick, data=data, **overrides_from_args(args))
+    overrides = overrides_from_args(args)
+    if getattr(args, "preset", None):
+        overrides["preset"] = args.preset
+    summary = reproduce(pipeline, args.out, quick=quick, data=data, **overrides)
     print(summary_table(summary))
     return 0
 

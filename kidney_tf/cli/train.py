@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 from kidney_tf.cli.main import CliError, add_common_arguments
 from kidney_tf.cli.reproduce import add_fostering_arguments
-from kidney_tf.explain.fostering_maps import DEFAULT_MASK_DILATION, FOSTERING_CAM_METHODS
+from kidney_tf.recipes import (
+    ARCHITECTURES,
+    CROP_CHOICES,
+    DEFAULT_MASK_DILATION,
+    FOSTERING_CAM_METHODS,
+    LR_SCHEDULES,
+    SPLIT_METHODS,
+    STRATEGIES,
+)
 
 EXAMPLES = """\
 examples:
@@ -38,45 +47,9 @@ With --deterministic the resumed run ends with the same weights as an uninterrup
 The progress bar shows training images per second (img/s).
 """
 
-# CLI option -> TrainConfig field, for options whose value is copied as is.
-_DIRECT = (
-    "arch",
-    "image_size",
-    "epochs",
-    "batch_size",
-    "lr",
-    "cam_weight",
-    "cam_method",
-    "cam_layer",
-    "outside_weight",
-    "mask_weight",
-    "mask_dilation",
-    "init",
-    "weights",
-    "strategy",
-    "cpu_replicas",
-    "mixed_precision",
-    "jit_compile",
-    "split",
-    "split_csv",
-    "val_fraction",
-    "test_fraction",
-    "seed",
-    "augment",
-    "patience",
-    "lr_schedule",
-    "freeze_epochs",
-    "unfreeze_top",
-    "steps_per_epoch",
-    "bn_momentum",
-    "dropout",
-    "strict",
-    "deterministic",
-    "backup_every",
-    "label_smoothing",
-    "ema",
-    "progress_every",
-)
+# Options that carry a TrainConfig field's value in another form; every other option whose
+# dest is a TrainConfig field is copied as is (``_overrides``). ``--verbose`` is the logging flag.
+_NOT_COPIED = frozenset({"data", "head_units", "input_norm", "verbose"})
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -102,13 +75,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model = p.add_argument_group("model")
     model.add_argument(
         "--arch",
-        choices=("resnet50", "efficientnetb1"),
+        choices=tuple(ARCHITECTURES),
         help="backbone (default resnet50, or the --init model's)",
     )
     model.add_argument(
         "--image-size",
         type=int,
-        help="input size (default: 224 resnet50, 240 efficientnetb1, or the --init model's)",
+        help="input size (default: "
+        + ", ".join(f"{size} {arch}" for arch, size in ARCHITECTURES.items())
+        + ", or the --init model's)",
     )
     model.add_argument("--weights", help="none, imagenet (default) or a backbone weights file")
     model.add_argument("--init", help="start from this .keras model (fine-tuning stage)")
@@ -143,9 +118,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"px the lesion mask is grown by for --mask-weight (default {DEFAULT_MASK_DILATION})",
     )
     fit.add_argument("--patience", type=int, help="early-stopping patience (default 5; 0: off)")
-    fit.add_argument(
-        "--lr-schedule", choices=("plateau", "cosine", "constant"), help="default plateau"
-    )
+    fit.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="default plateau")
     fit.add_argument("--freeze-epochs", type=int, help="head-only epochs first (default 0)")
     fit.add_argument(
         "--unfreeze-top",
@@ -188,12 +161,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
 
     data = p.add_argument_group("data")
-    data.add_argument(
-        "--crop", choices=("brain", "body", "none"), help="default none, or the --init model's"
-    )
+    data.add_argument("--crop", choices=CROP_CHOICES, help="default none, or the --init model's")
     data.add_argument(
         "--split",
-        choices=("auto", "folders", "stratified", "grouped", "ranges"),
+        choices=SPLIT_METHODS,
         help="how to split train/val/test (default auto)",
     )
     data.add_argument("--split-csv", help="reuse the exact split of a previous run (RUN/split.csv)")
@@ -209,7 +180,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     hardware = p.add_argument_group("hardware")
     hardware.add_argument(
         "--strategy",
-        choices=("default", "mirrored", "multiworker"),
+        choices=STRATEGIES,
         help="tf.distribute strategy (default: one device); multiworker reads TF_CONFIG",
     )
     hardware.add_argument(
@@ -236,14 +207,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """TrainConfig fields given on the command line (options left out are not included)."""
+    from kidney_tf.training.trainer import TrainConfig
+
     values: dict[str, Any] = {
-        name: getattr(args, name) for name in _DIRECT if getattr(args, name) is not None
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if f.name not in _NOT_COPIED and getattr(args, f.name, None) is not None
     }
-    values["out"] = args.out
     if args.data or args.manifest:
         values["data"] = args.data or args.manifest
-    if args.crop is not None:
-        values["crop"] = args.crop  # "none" stays explicit: it overrides an --init model's crop
+    # an explicit --crop none stays "none" (copied above): it overrides an --init model's crop
     if args.augment_options:
         if args.augment is False:
             raise CliError("--augment-options and --no-augment contradict each other")

@@ -38,6 +38,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from kidney_tf.data.reading import read_image, read_mask, supported_extensions
+from kidney_tf.recipes import CROP_MODES, check_choice
 from kidney_tf.utils.io import atomic_dir, atomic_path, write_text_atomic
 from kidney_tf.utils.logging import get_logger
 
@@ -52,9 +54,7 @@ BODY_THRESHOLD = 1
 BODY_CLOSE_KERNEL = 7
 BODY_OPEN_KERNEL = 15
 BODY_REFERENCE_SIZE = 512
-MODES = ("brain", "body")
 _WRITABLE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-_FALLBACK_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".dcm")
 MANIFEST_NAME = "manifest.csv"
 BOXES_NAME = "crop_boxes.csv"
 
@@ -438,12 +438,23 @@ def crop_image(
     margin: int = 0,
     mask: np.ndarray | None = None,
 ) -> CropResult:
-    """Dispatch to :func:`crop_brain` or :func:`crop_body` by ``mode``."""
-    if mode == "brain":
-        return crop_brain(image, size=size, margin=margin, mask=mask)
-    if mode == "body":
-        return crop_body(image, size=size, margin=margin, mask=mask)
-    raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    """The crop ``mode`` (one of ``recipes.CROP_MODES``): :data:`CROPS` ``[mode]``."""
+    check_choice(mode, CROP_MODES, "mode")
+    return CROPS[mode](image, size=size, margin=margin, mask=mask)
+
+
+def foreground_mask(image: np.ndarray, mode: str) -> np.ndarray:
+    """The foreground of crop ``mode`` (brain or body, bool ``[H, W]``): :data:`FOREGROUND_MASKS`."""
+    check_choice(mode, CROP_MODES, "foreground")
+    return FOREGROUND_MASKS[mode](image)
+
+
+#: Crop mode -> its OpenCV crop and its foreground mask (the keys are ``recipes.CROP_MODES``).
+CROPS: dict[str, Callable[..., CropResult]] = {"brain": crop_brain, "body": crop_body}
+FOREGROUND_MASKS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "brain": brain_mask,
+    "body": body_mask,
+}
 
 
 # ----------------------------------------------------------------------------------- crop_folder
@@ -481,42 +492,6 @@ class CropSummary:
         if self.manifest:
             lines.append(f"manifest: {self.manifest}")
         return "\n".join(lines)
-
-
-def _image_extensions() -> tuple[str, ...]:
-    try:
-        from kidney_tf.data.reading import supported_extensions
-    except ImportError:
-        return _FALLBACK_IMAGE_EXTENSIONS
-    return tuple(e.lower() for e in supported_extensions())
-
-
-def _readers() -> tuple[Callable[[Path], np.ndarray], Callable[[Path], np.ndarray]]:
-    """``(read_image, read_mask)`` from kidney_tf.data.reading, or OpenCV stand-ins."""
-    try:
-        from kidney_tf.data.reading import read_image, read_mask
-    except ImportError:
-        return _cv2_read_image, _cv2_read_mask
-    return read_image, read_mask
-
-
-def _cv2_read(path: Path, flags: int) -> np.ndarray:
-    data = np.fromfile(path, dtype=np.uint8)
-    if data.size == 0:
-        raise ValueError(f"{path}: empty file")
-    image = cv2.imdecode(data, flags)
-    if image is None:
-        raise ValueError(f"{path}: not a readable image (corrupt or unsupported format)")
-    return image
-
-
-def _cv2_read_image(path: Path) -> np.ndarray:
-    image = _cv2_read(path, cv2.IMREAD_COLOR)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def _cv2_read_mask(path: Path) -> np.ndarray:
-    return _cv2_read(path, cv2.IMREAD_GRAYSCALE) > 0
 
 
 def _write_image(path: Path, image: np.ndarray) -> None:
@@ -616,16 +591,14 @@ def crop_folder(
     """
     from tqdm.auto import tqdm
 
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    check_choice(mode, CROP_MODES, "mode")
     if size is not None and size < 1:
         size = None
     if margin < 0:
         raise ValueError(f"margin must be >= 0 pixels, got {margin}")
     src, dst = Path(src), Path(dst)
     _check_folders(src, dst, overwrite)
-    extensions = _image_extensions()
-    read_image, read_mask = _readers()
+    extensions = tuple(e.lower() for e in supported_extensions())
     summary = CropSummary(str(src), str(dst), mode, size, margin)
 
     files = sorted(

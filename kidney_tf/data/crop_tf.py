@@ -37,14 +37,13 @@ from kidney_tf.data.crop import (
     BRAIN_THRESHOLD,
     MIN_AREA_FRACTION,
 )
+from kidney_tf.recipes import CROP_BACKENDS, CROP_MODES, check_choice
 
 _GAUSS5 = (1.0, 4.0, 6.0, 4.0, 1.0)
-BACKENDS = ("tf", "opencv")
 
 
 def _check_backend(backend: str) -> None:
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    check_choice(backend, CROP_BACKENDS, "backend")
 
 
 def _gray_np(images: tf.Tensor) -> tf.Tensor:
@@ -365,15 +364,17 @@ def tf_crop_brain(
     threshold: float = BRAIN_THRESHOLD,
     min_area_fraction: float = MIN_AREA_FRACTION,
     backend: str = "tf",
-) -> tf.Tensor:
+    with_box: bool = False,
+) -> tf.Tensor | tuple[tf.Tensor, tf.Tensor]:
     """Brain-contour crop resized to ``size``: float32 ``[size, size, 3]`` (or batched) in 0..255.
 
+    ``with_box=True`` also returns the box (to cut a lesion mask the same way).
     Usage: ``ds.map(lambda x, y: (tf_crop_brain(x, 240), y))``
     """
     images, batched = _as_batch(image)
     boxes, _ = _find_brain_boxes(images, threshold, min_area_fraction, backend)
-    out = tf_crop_box(_to_rgb(images), boxes, size, margin=margin)
-    return _unbatch(out, batched)
+    out = _unbatch(tf_crop_box(_to_rgb(images), boxes, size, margin=margin), batched)
+    return (out, _unbatch(boxes, batched)) if with_box else out
 
 
 # ------------------------------------------------------------------------------------- body crop
@@ -473,3 +474,41 @@ def tf_crop_body(
     boxes, _ = _body_boxes(masks, ok)
     out = _unbatch(tf_crop_box(rgb, boxes, size, margin=margin), batched)
     return (out, _unbatch(boxes, batched)) if with_box else out
+
+
+# ------------------------------------------------------------------------- one preparation
+#: Crop mode -> its TF crop (the keys are ``recipes.CROP_MODES``).
+TF_CROPS = {"brain": tf_crop_brain, "body": tf_crop_body}
+
+
+def resize(image: tf.Tensor, size: int) -> tf.Tensor:
+    """Bilinear (antialiased) resize to ``size`` x ``size`` float32 (no crop)."""
+    return tf.image.resize(tf.cast(image, tf.float32), (size, size), antialias=True)
+
+
+def crop_resize(
+    image: tf.Tensor,
+    size: int,
+    crop: str | None = None,
+    *,
+    margin: int = 0,
+    backend: str = "tf",
+    mask: tf.Tensor | None = None,
+) -> tf.Tensor | tuple[tf.Tensor, tf.Tensor]:
+    """THE preparation of a decoded image for a model: crop ``crop`` (which resizes) or resize.
+
+    Training, evaluation and the SavedModel's bytes signature all call this, so one file gives
+    the same pixels everywhere. ``mask`` (``[H, W, 1]``) is cut with the image's box and
+    nearest-resized; then ``(image, mask)`` is returned. Float32 0..255.
+    Usage: ``x = crop_resize(decode_image_bytes(data), 224, "body")``
+    """
+    if crop is None:
+        out = resize(image, size)
+        if mask is None:
+            return out
+        return out, tf.image.resize(mask, (size, size), method="nearest")
+    check_choice(crop, CROP_MODES, "crop")
+    if mask is None:
+        return TF_CROPS[crop](image, size, margin, backend=backend)
+    out, box = TF_CROPS[crop](image, size, margin, backend=backend, with_box=True)
+    return out, tf_crop_box(mask, box, size, margin=margin, method="nearest")

@@ -30,6 +30,7 @@ import tensorflow as tf
 from kidney_tf.data import reading
 from kidney_tf.data.augment import AugmentConfig, build_augmenter
 from kidney_tf.data.class_weights import balanced_class_weights
+from kidney_tf.data.crop_tf import crop_resize
 from kidney_tf.data.reading import BadFile, ImageRecord, ScanResult
 from kidney_tf.data.splits import (
     DEFAULT_BLOCK_SIZE,
@@ -38,12 +39,18 @@ from kidney_tf.data.splits import (
     Splits,
     split_records,
 )
-from kidney_tf.explain.fostering_maps import FOREGROUND_KEY, IMAGE_KEY, LESION_KEY
+from kidney_tf.recipes import (
+    CROP_BACKENDS,
+    FOREGROUND_KEY,
+    IMAGE_KEY,
+    LESION_KEY,
+    check_choice,
+    parse_crop,
+)
 from kidney_tf.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-CROP_MODES: tuple[str, ...] = ("brain", "body")
 #: Formats TensorFlow decodes in the graph; anything else goes through ``reading.read_image``.
 TF_NATIVE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
 JPEG_WORKING_SIDE = 1024
@@ -178,12 +185,8 @@ def build_datasets(
 
     Usage: ``bundle = build_datasets("phantoms/manifest.csv", image_size=64, batch_size=8)``.
     """
-    if crop is not None and crop not in CROP_MODES:
-        raise ValueError(f"crop must be None or one of {CROP_MODES}, got {crop!r}")
-    from kidney_tf.data.crop_tf import BACKENDS
-
-    if crop_backend not in BACKENDS:
-        raise ValueError(f"crop_backend must be one of {BACKENDS}, got {crop_backend!r}")
+    crop = parse_crop(crop)
+    check_choice(crop_backend, CROP_BACKENDS, "crop_backend")
     if image_size < 8:
         raise ValueError(f"image_size must be >= 8, got {image_size}")
     foreground = _foreground_kind(with_foreground, crop)
@@ -268,14 +271,10 @@ def build_datasets(
 
 def _foreground_kind(with_foreground: bool | str, crop: str | None) -> str | None:
     if with_foreground is True:
-        return "brain" if crop == "brain" else "body"
-    if with_foreground in (False, None, "none"):
+        return crop or "body"
+    if with_foreground is False:
         return None
-    if with_foreground not in CROP_MODES:
-        raise ValueError(
-            f"with_foreground must be a bool or one of {CROP_MODES}, got {with_foreground!r}"
-        )
-    return str(with_foreground)
+    return parse_crop(with_foreground, what="with_foreground")
 
 
 def class_weights_for(
@@ -391,10 +390,10 @@ class _Loader:
         return out
 
     def _foreground(self, image: tf.Tensor) -> tf.Tensor:
-        """uint8 ``[S, S, 1]``: ``crop.body_mask``/``brain_mask`` of the final uint8 image."""
-        from kidney_tf.data import crop
+        """uint8 ``[S, S, 1]``: ``crop.FOREGROUND_MASKS`` of the final uint8 image."""
+        from kidney_tf.data.crop import FOREGROUND_MASKS
 
-        find = crop.brain_mask if self.foreground == "brain" else crop.body_mask
+        find = FOREGROUND_MASKS[self.foreground]
 
         def run(pixels: np.ndarray) -> np.ndarray:
             return find(pixels).astype(np.uint8)[..., None]
@@ -405,39 +404,20 @@ class _Loader:
 
     def _crop_resize(self, image: tf.Tensor) -> tf.Tensor:
         """The paper's crop (which resizes) or a plain resize; float32 0..255."""
-        from kidney_tf.data import crop_tf
-
-        size = self.image_size
-        if self.crop == "brain":
-            return crop_tf.tf_crop_brain(
-                image, size, margin=self.crop_margin, backend=self.crop_backend
-            )
-        if self.crop == "body":
-            return crop_tf.tf_crop_body(image, size, backend=self.crop_backend)
-        return resize(image, size)
+        return crop_resize(
+            image, self.image_size, self.crop, margin=self.crop_margin, backend=self.crop_backend
+        )
 
     def _crop_resize_pair(self, image: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Image as :meth:`_crop_resize`; the mask cut with the SAME box, nearest-resized."""
-        from kidney_tf.data import crop_tf
-
-        size = self.image_size
-        if self.crop == "brain":
-            box = crop_tf.tf_brain_box(image, backend=self.crop_backend)
-            image = crop_tf.tf_crop_box(image, box, size, margin=self.crop_margin)
-            mask = crop_tf.tf_crop_box(mask, box, size, margin=self.crop_margin, method="nearest")
-        elif self.crop == "body":
-            # tf_crop_body also blanks the table; the mask is cut with the same box.
-            image, box = crop_tf.tf_crop_body(image, size, backend=self.crop_backend, with_box=True)
-            mask = crop_tf.tf_crop_box(mask, box, size, method="nearest")
-        else:
-            image = resize(image, size)
-            mask = tf.image.resize(mask, (size, size), method="nearest")
-        return image, mask
-
-
-def resize(image: tf.Tensor, size: int) -> tf.Tensor:
-    """Bilinear (antialiased) resize to ``size`` x ``size`` float32."""
-    return tf.image.resize(tf.cast(image, tf.float32), (size, size), antialias=True)
+        return crop_resize(
+            image,
+            self.image_size,
+            self.crop,
+            margin=self.crop_margin,
+            backend=self.crop_backend,
+            mask=mask,
+        )
 
 
 def decode_image(path: tf.Tensor, *, native: bool = True) -> tf.Tensor:

@@ -30,16 +30,12 @@ from typing import Any
 import numpy as np
 
 from kidney_tf.data.reading import ImageRecord, ScanResult, normalize_split
+from kidney_tf.recipes import EVAL_SPLIT_METHODS, SPLIT_METHODS, SPLITS, check_choice
 from kidney_tf.utils.io import atomic_path
 from kidney_tf.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-SPLITS: tuple[str, ...] = ("train", "val", "test")
-SPLIT_METHODS: tuple[str, ...] = ("auto", "folders", "stratified", "grouped", "ranges")
-#: Split methods for evaluation only: ``"all"`` puts every record in the test split (an external
-#: test set, such as another hospital's scans or the official Testing folder).
-EVAL_SPLIT_METHODS: tuple[str, ...] = ("all",)
 
 #: Default largest gap between slice numbers that still counts as "neighbouring" (the CT-KIDNEY
 #: export numbers slices of a series consecutively; a gap of a few tolerates dropped slices).
@@ -249,10 +245,7 @@ def split_records(
     records = sorted(records, key=lambda r: (r.label, r.path))
     if not records:
         raise ValueError("split_records: no records to split")
-    if method not in SPLIT_METHODS + EVAL_SPLIT_METHODS:
-        raise ValueError(
-            f"split method must be one of {SPLIT_METHODS + EVAL_SPLIT_METHODS}, got {method!r}"
-        )
+    check_choice(method, SPLIT_METHODS + EVAL_SPLIT_METHODS, "split method")
     if method == "all":
         return Splits(
             {"train": [], "val": [], "test": [_with_split(r, "test") for r in records]},

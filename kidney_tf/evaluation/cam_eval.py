@@ -23,12 +23,11 @@ from typing import Any
 import numpy as np
 
 from kidney_tf.evaluation.schema import CAM_STATISTICS, LOCALISATION_STATISTICS
+from kidney_tf.recipes import CAM_TARGETS, check_choice, parse_crop
 from kidney_tf.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-FOREGROUNDS = ("body", "brain")
-CAM_TARGETS = ("predicted", "true")
 THUMBNAIL_SIZE = 64  # maps kept for the shortcut check, per image (float16)
 SAMPLE_SIZE = 128  # images kept for the sample grid / cam_examples.npz
 # summarize_maps' per-image key -> metrics.json key
@@ -37,13 +36,12 @@ _RENAME = {"cam_iou": "iou"}
 
 def foreground_function(kind: str | None) -> Callable[[np.ndarray], np.ndarray] | None:
     """``body_mask``/``brain_mask`` from ``kidney_tf.data.crop`` for ``kind``; None for no foreground."""
-    if kind in (None, "none"):
+    kind = parse_crop(kind, what="foreground")
+    if kind is None:
         return None
-    if kind not in FOREGROUNDS:
-        raise ValueError(f"foreground must be one of {FOREGROUNDS} or none, got {kind!r}")
-    from kidney_tf.data import crop
+    from kidney_tf.data.crop import FOREGROUND_MASKS
 
-    return crop.brain_mask if kind == "brain" else crop.body_mask
+    return FOREGROUND_MASKS[kind]
 
 
 def resize_batch(images: np.ndarray, size: int, *, nearest: bool = False) -> np.ndarray:
@@ -100,8 +98,7 @@ class CamAccumulator:
     ) -> None:
         from kidney_tf.explain.cams import CamExplainer
 
-        if target not in CAM_TARGETS:
-            raise ValueError(f"cam target must be one of {CAM_TARGETS}, got {target!r}")
+        check_choice(target, CAM_TARGETS, "cam target")
         if max_images is not None and max_images < 0:
             raise ValueError(f"max_cam_images must be >= 0, got {max_images}")
         self.explainer = CamExplainer(model, method=method, layer=layer, batch_size=batch_size)
@@ -112,7 +109,7 @@ class CamAccumulator:
         self.native_grid = tuple(int(d) for d in model.get_layer(self.layer).output.shape[1:3])
         self.input_size = tuple(int(d) for d in model.inputs[0].shape[1:3])
         self.target = target
-        self.foreground = None if foreground in (None, "none") else foreground
+        self.foreground = parse_crop(foreground, what="foreground")
         self._fg_fn = foreground_function(self.foreground)
         self.max_images = max_images
         self.examples_per_class = examples_per_class
@@ -358,4 +355,4 @@ class CamAccumulator:
         return {k: s / n for k, (s, n) in self._chance.get(scope, {}).items() if n}
 
 
-__all__ = ["CAM_TARGETS", "FOREGROUNDS", "CamAccumulator", "CamExample", "foreground_function"]
+__all__ = ["CamAccumulator", "CamExample", "foreground_function"]

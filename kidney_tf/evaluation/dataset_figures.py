@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from kidney_tf.evaluation import figures as fig
+from kidney_tf.recipes import parse_crop
 from kidney_tf.utils.io import ensure_writable_dir, write_json_atomic
 from kidney_tf.utils.logging import get_logger
 
@@ -39,9 +40,9 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def _crop(image: np.ndarray, mode: str, size: int):
-    from kidney_tf.data.crop import crop_body, crop_brain
+    from kidney_tf.data.crop import crop_image
 
-    return (crop_brain if mode == "brain" else crop_body)(image, size=size)
+    return crop_image(image, mode, size=size)
 
 
 def dataset_figures(
@@ -65,9 +66,7 @@ def dataset_figures(
     from kidney_tf.data.reading import load_source, read_image
     from kidney_tf.data.splits import split_records
 
-    crop = None if crop in (None, "none", "") else crop
-    if crop not in (None, "brain", "body"):
-        raise ValueError(f"crop must be brain, body or none, got {crop!r}")
+    crop = parse_crop(crop)
     if image_size < 8:
         raise ValueError(f"image_size must be >= 8, got {image_size}")
     if per_class < 1:

@@ -54,6 +54,7 @@ from kidney_tf.evaluation.schema import (
     LOCALISATION_STATISTICS,
     save_cam_examples,
 )
+from kidney_tf.recipes import parse_crop
 from kidney_tf.utils.io import (
     atomic_path,
     ensure_writable_dir,
@@ -321,11 +322,9 @@ def evaluate_model(
     out = ensure_writable_dir(out_dir)
     meta = model_metadata(model)
     crop = meta.get("crop") if crop is None else crop
-    crop = None if crop in (None, "none", "") else crop
-    if crop not in (None, "brain", "body"):
-        raise ValueError(f"crop must be brain, body or none, got {crop!r}")
+    crop = parse_crop(crop)
     if foreground == "auto":
-        foreground = "brain" if crop == "brain" else "body"
+        foreground = crop or "body"
     names = _class_names(model, class_names)
     input_size = model_input_size(model)
     fit_t = isinstance(temperature, str)

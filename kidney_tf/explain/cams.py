@@ -50,18 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-METHODS = (
-    "gradcam",
-    "gradcam++",
-    "layercam",
-    "scorecam",
-    "faster-scorecam",
-    "saliency",
-    "smoothgrad",
-)
-CAM_METHODS = frozenset(METHODS[:5])
-# Methods that only differentiate the score w.r.t. the CAM layer's output (see the docstring).
-GRADIENT_CAM_METHODS = frozenset(("gradcam", "gradcam++", "layercam"))
+from kidney_tf.recipes import CAM_METHODS, EXPLAIN_METHODS, GRADIENT_CAM_METHODS
 
 
 @dataclass
@@ -175,8 +164,10 @@ class CamExplainer:
         from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 
         method = method.lower()
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        if method not in EXPLAIN_METHODS:
+            raise ValueError(
+                f"unknown method {method!r}; choose one of {', '.join(EXPLAIN_METHODS)}"
+            )
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model = model
@@ -389,8 +380,6 @@ def compute_cams(
 
 
 __all__ = [
-    "CAM_METHODS",
-    "METHODS",
     "CamExplainer",
     "CamResult",
     "compute_cams",

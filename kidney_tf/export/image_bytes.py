@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from kidney_tf.data import crop_tf
-from kidney_tf.data.pipeline import decode_image_bytes, resize
-
-CROP_MODES = ("brain", "body")
+from kidney_tf.data.crop_tf import crop_resize
+from kidney_tf.data.pipeline import decode_image_bytes
 
 # Magic prefixes of JPEG, PNG, GIF and BMP: the formats tf.io.decode_image understands.
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"BM")
@@ -77,20 +75,13 @@ def prepare_image(
 ) -> tf.Tensor:
     """One decoded ``[h, w, 3]`` image -> float32 ``[S, S, 3]`` 0–255, exactly as in training.
 
-    Mirrors ``kidney_tf.data.pipeline``: the TF brain/body crop (which resizes) or an antialiased
-    bilinear resize, then rounding to whole 0..255 values (the pipeline caches uint8 pixels).
+    The pipeline's own preparation (``kidney_tf.data.crop_tf.crop_resize``, pure-TF backend),
+    then rounding to whole 0..255 values (the pipeline caches uint8 pixels).
     """
     height, width = image_size
     if height != width:
         raise ValueError(f"the image-bytes signature needs a square input, got {height}x{width}")
-    if crop is None:
-        out = resize(image, height)
-    elif crop == "brain":
-        out = crop_tf.tf_crop_brain(image, height, margin=crop_margin)
-    elif crop == "body":
-        out = crop_tf.tf_crop_body(image, height)
-    else:
-        raise ValueError(f"crop must be one of {CROP_MODES} or None, got {crop!r}")
+    out = crop_resize(image, height, crop, margin=crop_margin)
     out = tf.clip_by_value(tf.math.round(tf.cast(out, tf.float32)), 0.0, 255.0)
     out.set_shape([height, width, 3])
     return out
@@ -123,7 +114,6 @@ def decode_image_batch(
 
 
 __all__ = [
-    "CROP_MODES",
     "decode_bytes",
     "decode_image_batch",
     "decode_one",

@@ -41,6 +41,7 @@ from kidney_tf.explain.statistics import normalized_entropy
 from kidney_tf.export.image_bytes import decode_image_batch
 from kidney_tf.models.builders import last_conv_layer_name
 from kidney_tf.models.heads import LOGITS_LAYER
+from kidney_tf.recipes import parse_crop
 from kidney_tf.utils.io import atomic_dir, write_json_atomic
 from kidney_tf.utils.logging import get_logger
 
@@ -184,9 +185,7 @@ def resolve_settings(
         raise ValueError(f"class names must be unique, got {', '.join(names)}")
 
     crop = meta.get("crop") if crop is None else crop
-    crop = None if crop in (None, "", "none", "None") else str(crop)
-    if crop not in (None, "brain", "body"):
-        raise ValueError(f"crop must be 'brain', 'body' or 'none', got {crop!r}")
+    crop = parse_crop(crop)
     crop_margin = int(meta.get("crop_margin", 0) or 0)
 
     size = _resolve_image_size(model, image_size, meta.get("image_size"))

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 
+from kidney_tf import recipes
 from kidney_tf.models.heads import LOGITS_LAYER, HeadConfig, build_head
 from kidney_tf.models.preprocessing import CaffePreprocessing, PerImageStandardization
 from kidney_tf.utils.io import atomic_path
@@ -44,12 +45,11 @@ log = get_logger(__name__)
 #: Default BatchNorm momentum for models trained from scratch (``weights=None``).
 SCRATCH_BN_MOMENTUM = 0.9
 
-#: Supported backbones. ``stages``: layer-name prefixes of the backbone's stages, bottom to top,
-#: used by :func:`unfreeze_top`.
-ARCHITECTURES: dict[str, dict[str, Any]] = {
+#: How each backbone of ``recipes.ARCHITECTURES`` is built. ``stages``: layer-name prefixes of
+#: the backbone's stages, bottom to top, used by :func:`unfreeze_top`.
+_BACKBONES: dict[str, dict[str, Any]] = {
     "resnet50": {
         "constructor": "ResNet50",
-        "image_size": 224,
         "last_conv": "conv5_block3_out",
         "preprocessing": "caffe",
         "imagenet_file": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
@@ -58,7 +58,6 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
     },
     "efficientnetb1": {
         "constructor": "EfficientNetB1",
-        "image_size": 240,
         "last_conv": "top_activation",
         "preprocessing": "efficientnet (Rescaling + Normalization inside the backbone)",
         "imagenet_file": "efficientnetb1_notop.h5",
@@ -75,13 +74,14 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
         "task": "brain MRI",
     },
 }
+#: Supported backbones: how to build each and its default input size (``recipes``).
+ARCHITECTURES: dict[str, dict[str, Any]] = {
+    name: {**_BACKBONES[name], "image_size": size} for name, size in recipes.ARCHITECTURES.items()
+}
 
 
 def _arch_spec(arch: str) -> dict[str, Any]:
-    key = arch.lower().replace("-", "").replace("_", "")
-    if key not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
-    return ARCHITECTURES[key]
+    return ARCHITECTURES[recipes.parse_arch(arch)]
 
 
 @keras.saving.register_keras_serializable(package="kidney_tf")

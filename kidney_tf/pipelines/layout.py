@@ -21,10 +21,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from kidney_tf.recipes import BRAIN, KIDNEY
+
 KIDNEY_FOLDER = "CT-KIDNEY-DATASET-Normal-Cyst-Tumor-Stone"
 CLASSES = {
-    "kidney-cam-fostering": ("Cyst", "Normal", "Stone", "Tumor"),
-    "brain-mri-efficientnet": ("glioma", "meningioma", "notumor", "pituitary"),
+    KIDNEY: ("Cyst", "Normal", "Stone", "Tumor"),
+    BRAIN: ("glioma", "meningioma", "notumor", "pituitary"),
 }
 SPLIT_FOLDERS = (("Training", "Testing"), ("train", "test"))
 
@@ -80,7 +82,7 @@ def find_dataset_root(data: str | os.PathLike, pipeline: str) -> DatasetLayout:
             return DatasetLayout(path, "manifest", classes)
         raise FileNotFoundError(f"{path}: expected a dataset folder or a manifest .csv")
 
-    if pipeline == "kidney-cam-fostering":
+    if pipeline == KIDNEY:
         candidates = [path / KIDNEY_FOLDER / KIDNEY_FOLDER, path / KIDNEY_FOLDER, path]
         for candidate in candidates:
             found = _class_dirs(candidate, classes) if candidate.is_dir() else []

@@ -25,24 +25,30 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kidney_tf.explain.fostering_maps import FOSTERING_CAM_METHODS
 from kidney_tf.pipelines.layout import find_dataset_root
 from kidney_tf.pipelines.stages import StageRunner
 from kidney_tf.pipelines.summary import PAPER_RESULTS, build_summary, summary_table
+from kidney_tf.recipes import (
+    BRAIN,
+    FINETUNE_PREFIX,
+    KIDNEY,
+    PIPELINES,
+    REPRODUCE_SETTINGS,
+    Recipe,
+    parse_crop,
+    recipe,
+)
 from kidney_tf.utils.io import ensure_writable_dir, write_json_atomic, write_text_atomic
 from kidney_tf.utils.logging import get_logger
 
+if TYPE_CHECKING:
+    from kidney_tf.training.trainer import TrainConfig
+
 log = get_logger(__name__)
 
-KIDNEY = "kidney-cam-fostering"
-BRAIN = "brain-mri-efficientnet"
-PIPELINES = (KIDNEY, BRAIN)
-PHANTOM_KIND = {KIDNEY: "kidney-ct", BRAIN: "brain-mri"}
-DATASET_MANIFEST = {KIDNEY: "ct_kidney", BRAIN: "brain_tumor_mri"}
-ARCH = {KIDNEY: "resnet50", BRAIN: "efficientnetb1"}
-# Settings that may change when a run is resumed.
+# Settings that may change when a run is resumed (top level and inside the training configs).
 RESUMABLE_KEYS = ("verbose", "out")
 
 __all__ = [
@@ -52,159 +58,119 @@ __all__ = [
     "PIPELINES",
     "ReproduceConfig",
     "reproduce",
+    "setting_names",
     "summary_table",
 ]
 
 
+def setting_names() -> frozenset[str]:
+    """Every key a preset or an override may set (``kidney_tf.recipes`` docstring)."""
+    from kidney_tf.training.trainer import TrainConfig
+
+    train = {f.name for f in dataclasses.fields(TrainConfig)}
+    return frozenset(train | {FINETUNE_PREFIX + name for name in train} | set(REPRODUCE_SETTINGS))
+
+
 @dataclass
 class ReproduceConfig:
-    """Settings of a reproduce run. ``preset(..., quick=...)`` gives the paper/quick presets.
+    """A reproduce run: a recipe's preset, as one :class:`TrainConfig` plus overrides.
 
-    ``quick`` (the demo) trains from scratch on phantoms at 128 px on a CPU; the paper preset
-    uses ImageNet weights at the papers' input sizes. ``finetune_*`` apply to the kidney
-    CAM-fostering stage only; ``finetune_unfreeze_top`` = N fine-tunes the top N backbone
-    stages and the head (0: the head alone; None: the whole network).
+    ``train`` holds the training settings of every stage (``out``/``data`` are filled in per
+    stage; the baseline trains with λ = 0, ``train.cam_weight`` is the fostering stage's λ).
+    ``finetune`` holds the TrainConfig fields the CAM-fostering fine-tune changes (recipes
+    that foster); :meth:`finetune_config` applies them. The rest are the reproduce settings.
+    Build one with :meth:`preset`.
+
+    Usage: ``ReproduceConfig.preset("kidney-cam-fostering", "runs/k", quick=True).train.epochs``.
     """
 
     pipeline: str
     out: str
+    train: TrainConfig
     data: str | None = None
-    image_size: int = 224
-    batch_size: int = 32
-    epochs: int = 30
-    lr: float | None = None
-    lr_schedule: str = "plateau"
-    patience: int = 5
-    weights: str | None = "imagenet"
-    freeze_epochs: int = 0
-    bn_momentum: float | None = None
-    finetune_epochs: int = 10
-    finetune_lr: float | None = 1e-4
-    finetune_unfreeze_top: int | None = None
-    cam_weight: float = 0.1
-    cam_method: str = "gradcam++"
-    cam_layer: str | None = None
-    outside_weight: float = 0.0
-    mask_weight: float = 0.0
+    preset_name: str = "paper"
+    finetune: dict[str, Any] = field(default_factory=dict)
     phantom_per_class: int = 150
     phantom_image_size: int = 256
     phantom_lesion_scale: float = 1.0
     max_cam_images: int | None = None
     faithfulness_images: int = 16
     native_grid_statistics: bool = True
-    seed: int = 42
-    split: str = "auto"
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    crop: str | None = None
-    verbose: int | str = "auto"
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def recipe(self) -> Recipe:
+        return recipe(self.pipeline)
 
     @classmethod
     def preset(
-        cls, pipeline: str, out: str, *, quick: bool, data: str | None = None, **overrides
+        cls,
+        pipeline: str,
+        out: str,
+        *,
+        quick: bool = False,
+        preset: str | None = None,
+        data: str | None = None,
+        **overrides: Any,
     ) -> ReproduceConfig:
-        """The paper (``quick=False``) or quick/demo settings, with ``overrides`` applied."""
-        if pipeline not in PIPELINES:
-            raise ValueError(f"unknown pipeline {pipeline!r}; choose one of {', '.join(PIPELINES)}")
-        kidney = pipeline == KIDNEY
-        base: dict[str, Any] = {
-            "pipeline": pipeline,
-            "out": str(out),
-            "data": None if data is None else str(data),
-            "image_size": 224 if kidney else 240,
-            "epochs": 30 if kidney else 20,
-            "freeze_epochs": 0 if kidney else 3,
-            # Kidney CT keeps the body and drops the scanner table (an acquisition shortcut of
-            # the public data); the brain paper crops every image to the brain's contour.
-            "crop": "body" if kidney else "brain",
-            # Independent phantoms have no neighbouring slices: a stratified split is leak-free.
-            "split": "auto" if data is not None else "stratified",
-        }
-        if quick:
-            base.update(QUICK[pipeline])
-        base.update({k: v for k, v in overrides.items() if v is not None})
-        if isinstance(base.get("weights"), str) and base["weights"].lower() == "none":
-            base["weights"] = None
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(base) - known
+        """The recipe's ``preset`` (``quick=True``: ``"quick"``; default ``"paper"``), with
+        ``overrides`` (keys as in presets; None values are ignored) applied."""
+        from kidney_tf.training.trainer import TrainConfig
+
+        name = preset or ("quick" if quick else "paper")
+        settings = recipe(pipeline).settings(name)
+        # Independent phantoms have no neighbouring slices: a stratified split is leak-free.
+        settings.setdefault("split", "auto" if data is not None else "stratified")
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(settings) - setting_names()
         if unknown:
             raise ValueError(f"unknown reproduce settings: {', '.join(sorted(unknown))}")
-        config = cls(**base)
+        own = {k: settings.pop(k) for k in REPRODUCE_SETTINGS if k in settings}
+        finetune = {
+            k[len(FINETUNE_PREFIX) :]: settings.pop(k)
+            for k in list(settings)
+            if k.startswith(FINETUNE_PREFIX)
+        }
+        config = cls(
+            pipeline=pipeline,
+            out=str(out),
+            data=None if data is None else str(data),
+            preset_name=name,
+            train=TrainConfig(**{**settings, "out": str(out)}),
+            finetune=finetune,
+            **own,
+        )
         config.validate()
         return config
 
+    def finetune_config(self) -> TrainConfig:
+        """The fostering stage's settings: ``train`` with ``finetune`` applied (no head phase)."""
+        return dataclasses.replace(self.train, **{"freeze_epochs": 0, **self.finetune})
+
     def validate(self) -> None:
-        if self.pipeline not in PIPELINES:
-            raise ValueError(f"unknown pipeline {self.pipeline!r}")
-        for name in ("image_size", "batch_size", "epochs", "phantom_per_class"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.pipeline == KIDNEY and self.finetune_epochs < 1:
-            raise ValueError(f"finetune_epochs must be >= 1, got {self.finetune_epochs}")
-        if self.finetune_unfreeze_top is not None and self.finetune_unfreeze_top < 0:
-            raise ValueError(
-                f"finetune_unfreeze_top must be >= 0 or None, got {self.finetune_unfreeze_top}"
-            )
-        for name in ("cam_weight", "outside_weight", "mask_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.cam_method not in FOSTERING_CAM_METHODS:
-            raise ValueError(
-                f"cam_method must be one of {FOSTERING_CAM_METHODS}, got {self.cam_method!r}"
-            )
-        if self.crop not in (None, "body", "brain"):
-            raise ValueError(f"crop must be body, brain or None, got {self.crop!r}")
+        fostering = recipe(self.pipeline).fostering
+        self.train.check_settings()
+        if self.phantom_per_class < 1:
+            raise ValueError(f"phantom_per_class must be >= 1, got {self.phantom_per_class}")
+        if not fostering:
+            return
+        epochs, top = self.finetune.get("epochs", 1), self.finetune.get("unfreeze_top")
+        if epochs < 1:
+            raise ValueError(f"finetune_epochs must be >= 1, got {epochs}")
+        if top is not None and top < 0:
+            raise ValueError(f"finetune_unfreeze_top must be >= 0 or None, got {top}")
+        self.finetune_config().check_settings()
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["train"] = self.train.to_dict()
+        return data
 
 
-# The quick presets. Kidney = ``kidney-tf demo``: ResNet-50 from scratch at 128 px on 1600 phantoms
-# with lesions 4x their public-data size (at 1.0 a from-scratch network on a CPU stays near 0.5
-# accuracy within the budget: a stone is then 2-3 px wide), BN momentum 0.9 (with the default 0.99
-# the moving statistics lag far behind the weights in a short run from scratch and eval-mode
-# accuracy stays at chance), then three epochs fostering the Grad-CAM++ map (closed form) with
-# the backbone frozen. Fine-tuning the whole network sharpened the maps where the baseline
-# already looked, mostly off the lesions (CAM mass in the lesion masks fell 8 %); the head alone
-# can only re-weight the baseline's features, and then the mass in the masks rose 7 % at the
-# same entropy drop. λ is large because only the 2048x4 head weights move.
-QUICK: dict[str, dict[str, Any]] = {
-    KIDNEY: {
-        "image_size": 128,
-        "batch_size": 16,
-        "epochs": 7,
-        "lr": 1e-3,
-        "lr_schedule": "cosine",
-        "patience": 0,
-        "weights": None,
-        "freeze_epochs": 0,
-        "bn_momentum": 0.9,
-        "finetune_epochs": 3,
-        "finetune_lr": 3e-3,
-        "finetune_unfreeze_top": 0,
-        "cam_weight": 10.0,
-        "cam_method": "gradcam++",
-        "phantom_per_class": 400,
-        "phantom_image_size": 160,
-        "phantom_lesion_scale": 4.0,
-        "max_cam_images": None,  # all 240 test images: 180 with a lesion mask
-    },
-    BRAIN: {
-        "image_size": 128,
-        "batch_size": 16,
-        "epochs": 6,
-        "lr": 1e-3,
-        "lr_schedule": "cosine",
-        "patience": 0,
-        "weights": None,
-        "freeze_epochs": 0,
-        "bn_momentum": 0.9,
-        "phantom_per_class": 60,
-        "phantom_image_size": 160,
-        "max_cam_images": 64,
-    },
-}
+def _stage_params(config: ReproduceConfig) -> dict[str, Any]:
+    """What a recorded stage must have run with (``RESUMABLE_KEYS`` left out at every level)."""
+    data = config.to_dict()
+    data["train"] = {k: v for k, v in data["train"].items() if k not in RESUMABLE_KEYS}
+    return {k: v for k, v in data.items() if k not in RESUMABLE_KEYS}
 
 
 # ------------------------------------------------------------------------------------ stages
@@ -212,13 +178,13 @@ def _stage_data(config: ReproduceConfig, out: Path) -> dict[str, Any]:
     if config.data is None:
         from kidney_tf.data.phantoms import generate_phantoms
 
-        kind = PHANTOM_KIND[config.pipeline]
+        kind = config.recipe.phantom_kind
         manifest = generate_phantoms(
             kind,
             out / "data" / kind,
             per_class=config.phantom_per_class,
             image_size=config.phantom_image_size,
-            seed=config.seed,
+            seed=config.train.seed,
             lesion_scale=config.phantom_lesion_scale,
         )
         root = Path(manifest).parent
@@ -231,7 +197,7 @@ def _stage_data(config: ReproduceConfig, out: Path) -> dict[str, Any]:
 def _stage_verify(config: ReproduceConfig, data: dict[str, Any], out: Path) -> dict[str, Any]:
     from kidney_tf.data.verify import verify_dataset
 
-    manifest = None if data["phantom"] else DATASET_MANIFEST[config.pipeline]
+    manifest = None if data["phantom"] else config.recipe.dataset_manifest
     # Phantoms are independent renders of one anatomical template: perceptual hashes of two of
     # them often differ by only a few bits, so near-duplicate search would flag hundreds of
     # false pairs. Exact duplicates are still checked.
@@ -253,17 +219,17 @@ def _stage_verify(config: ReproduceConfig, data: dict[str, Any], out: Path) -> d
 
 
 def _stage_crop(config: ReproduceConfig, root: str, out: Path) -> dict[str, Any]:
-    """The brain paper's crop of every image file, once, before training (mirrored tree)."""
+    """The paper's crop of every image file, once, before training (mirrored tree)."""
     from kidney_tf.data.crop import crop_folder
 
     dst = out / "data" / "cropped"
     summary = crop_folder(
         root,
         dst,
-        mode="brain",
-        size=config.image_size,
+        mode=config.train.crop,
+        size=config.train.image_size,
         overwrite=dst.exists(),  # a half-finished earlier attempt: crop_folder renames at the end
-        progress=config.verbose not in (0, "0"),
+        progress=config.train.verbose not in (0, "0"),
     )
     for line in summary.format(max_items=5).splitlines():
         log.info("crop: %s", line)
@@ -276,40 +242,12 @@ def _stage_crop(config: ReproduceConfig, root: str, out: Path) -> dict[str, Any]
     }
 
 
-def _train(
-    config: ReproduceConfig,
-    data_root: str,
-    run: Path,
-    *,
-    crop: str | None,
-    same_split_as: str | None = None,
-    **kwargs: Any,
-) -> dict[str, Any]:
-    from kidney_tf.training.trainer import TrainConfig, train
+def _train(settings: TrainConfig, *, same_split_as: str | None = None) -> dict[str, Any]:
+    from kidney_tf.training.trainer import train
 
-    settings: dict[str, Any] = {
-        "out": str(run),
-        "data": data_root,
-        "arch": ARCH[config.pipeline],
-        "image_size": config.image_size,
-        "batch_size": config.batch_size,
-        "epochs": config.epochs,
-        "lr": config.lr,
-        "lr_schedule": config.lr_schedule,
-        "weights": config.weights,
-        "freeze_epochs": config.freeze_epochs,
-        "patience": config.patience,
-        "bn_momentum": config.bn_momentum,
-        "seed": config.seed,
-        "split": config.split,
-        "val_fraction": config.val_fraction,
-        "test_fraction": config.test_fraction,
-        "crop": crop,
-        "verbose": config.verbose,
-    }
-    settings.update(kwargs)
+    run = Path(settings.out)
     start = time.perf_counter()
-    result = train(TrainConfig(**settings))
+    result = train(settings)
     seconds = time.perf_counter() - start
     if same_split_as is not None:
         _check_same_split(Path(same_split_as), run / "split.csv")
@@ -362,7 +300,7 @@ def _evaluate(
         foreground=foreground,
         max_cam_images=config.max_cam_images,
         faithfulness_images=config.faithfulness_images,
-        batch_size=config.batch_size,
+        batch_size=config.train.batch_size,
         data_root=data_root,
     )
     result = headline(metrics)
@@ -380,7 +318,7 @@ def _evaluate(
                 data_root=data_root,
                 crop=crop,
                 max_images=config.max_cam_images,
-                batch_size=config.batch_size,
+                batch_size=config.train.batch_size,
             )
         )
         if result.get("cam_grid"):
@@ -445,10 +383,14 @@ def reproduce(
     out: str | Path,
     *,
     quick: bool = False,
+    preset: str | None = None,
     data: str | Path | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Run (or resume) a paper's pipeline; returns the summary dict also written to OUT.
+
+    ``preset`` names one of the recipe's presets (``quick=True`` is ``preset="quick"``; default
+    ``"paper"``); ``overrides`` are preset keys (``kidney_tf.recipes``).
 
     ``OUT/summary.json`` and ``OUT/summary.md`` hold the measured figures next to the paper's;
     ``OUT/reports/`` the evaluation reports; ``OUT/export/1`` the SavedModel.
@@ -456,13 +398,18 @@ def reproduce(
     Usage: ``summary = reproduce("brain-mri-efficientnet", "runs/brain", quick=True)``.
     """
     config = ReproduceConfig.preset(
-        pipeline, str(out), quick=quick, data=None if data is None else str(data), **overrides
+        pipeline,
+        str(out),
+        quick=quick,
+        preset=preset,
+        data=None if data is None else str(data),
+        **overrides,
     )
+    quick = config.preset_name == "quick"
     out = ensure_writable_dir(config.out)
     started, cpu_started = time.perf_counter(), _cpu_seconds()
-    params = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_KEYS}
-    runner = StageRunner(out, params=params, resumable_keys=RESUMABLE_KEYS)
-    kidney = config.pipeline == KIDNEY
+    runner = StageRunner(out, params=_stage_params(config), resumable_keys=RESUMABLE_KEYS)
+    fostering = config.recipe.fostering
 
     data_info = runner.run("data", lambda: _stage_data(config, out))  # refuses other settings
     write_json_atomic(out / "reproduce.json", {"quick": quick, **config.to_dict()})
@@ -470,46 +417,36 @@ def reproduce(
     root = data_info["root"]
     # Kidney: the body crop runs inside the tf.data pipeline (and in the SavedModel).
     # Brain: the paper crops the image files once; training then sees cropped files.
-    train_crop, serving_crop, foreground = config.crop, config.crop, "body"
-    if not kidney:
-        foreground = "brain"
-        if config.crop == "brain":
-            root = runner.run("crop", lambda: _stage_crop(config, data_info["root"], out))["root"]
-            train_crop = None
+    train_crop = serving_crop = parse_crop(config.train.crop)
+    foreground = config.recipe.foreground
+    if config.recipe.crop_files and train_crop is not None:
+        root = runner.run("crop", lambda: _stage_crop(config, data_info["root"], out))["root"]
+        train_crop = None
+    stage = dataclasses.replace(config.train, data=root, crop=train_crop)
 
     baseline = runner.run(
         "train_baseline",
-        # λ = 0; the CAM method only sets which map test_step's cam_entropy measures, so both
+        # λ = 0 (every fostering term off); the CAM method and layer only set which map test_step's cam_entropy measures, so both
         # models report the entropy of the map the fine-tune penalises.
         lambda: _train(
-            config,
-            root,
-            out / "baseline",
-            crop=train_crop,
-            cam_weight=0.0,
-            cam_method=config.cam_method,
-            cam_layer=config.cam_layer,
+            dataclasses.replace(
+                stage,
+                out=str(out / "baseline"),
+                cam_weight=0.0,
+                outside_weight=0.0,
+                mask_weight=0.0,
+            )
         ),
     )
-    models = {"baseline" if kidney else "model": baseline}
-    if kidney:
+    models = {"baseline" if fostering else "model": baseline}
+    if fostering:
+        finetune = dataclasses.replace(
+            config.finetune_config(), data=root, crop=train_crop, out=str(out / "fostered")
+        )
         models["fostered"] = runner.run(
             "train_fostered",
             lambda: _train(
-                config,
-                root,
-                out / "fostered",
-                crop=train_crop,
-                init=baseline["model"],
-                cam_weight=config.cam_weight,
-                cam_method=config.cam_method,
-                cam_layer=config.cam_layer,
-                outside_weight=config.outside_weight,
-                mask_weight=config.mask_weight,
-                epochs=config.finetune_epochs,
-                lr=config.finetune_lr,
-                freeze_epochs=0,
-                unfreeze_top=config.finetune_unfreeze_top,
+                dataclasses.replace(finetune, init=baseline["model"]),
                 same_split_as=baseline["split_csv"],
             ),
         )
@@ -528,8 +465,8 @@ def reproduce(
         )
         for name, m in models.items()
     }
-    comparison = runner.run("compare", lambda: _compare(evaluations, out)) if kidney else None
-    final = models["fostered" if kidney else "model"]
+    comparison = runner.run("compare", lambda: _compare(evaluations, out)) if fostering else None
+    final = models["fostered" if fostering else "model"]
     export = runner.run("export", lambda: _export(final["model"], out, serving_crop))
 
     summary = build_summary(

@@ -8,7 +8,7 @@ Usage::
     from kidney_tf.training import CamFosteringModel, WeightedCrossEntropy
 """
 
-from kidney_tf.training.fostering import CAM_METHODS, CamFosteringModel
+from kidney_tf.training.fostering import CamFosteringModel
 from kidney_tf.training.losses import WeightedCrossEntropy, balanced_class_weights
 
-__all__ = ["CAM_METHODS", "CamFosteringModel", "WeightedCrossEntropy", "balanced_class_weights"]
+__all__ = ["CamFosteringModel", "WeightedCrossEntropy", "balanced_class_weights"]

@@ -29,7 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-STRATEGIES = ("default", "mirrored", "multiworker")
+from kidney_tf.recipes import STRATEGIES
+
 # Seconds a cross-worker collective may wait for its peers before failing (a dead worker).
 # Generous: the first step also traces and compiles the model on every worker.
 COLLECTIVE_TIMEOUT = 600.0
@@ -231,7 +232,6 @@ def local_tf_config(ports: Sequence[int], index: int, host: str = "localhost") -
 
 
 __all__ = [
-    "STRATEGIES",
     "free_ports",
     "is_chief",
     "local_tf_config",

@@ -65,16 +65,17 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from kidney_tf.explain.fostering_maps import (
+from kidney_tf.explain.statistics import mass_outside, normalized_entropy
+from kidney_tf.models.builders import Classifier, last_conv_layer_name, logits_layer
+from kidney_tf.recipes import (
     CLOSED_FORM_METHODS,
     DEFAULT_MASK_DILATION,
     FOREGROUND_KEY,
+    FOSTERING_CAM_METHODS,
     IMAGE_KEY,
     LESION_KEY,
+    check_choice,
 )
-from kidney_tf.explain.fostering_maps import FOSTERING_CAM_METHODS as CAM_METHODS
-from kidney_tf.explain.statistics import mass_outside, normalized_entropy
-from kidney_tf.models.builders import Classifier, last_conv_layer_name, logits_layer
 
 # Layers that may sit between the CAM layer's pooling and the logits for the exact CAM identity.
 _EXACT_SAFE_LAYERS = (keras.layers.GlobalAveragePooling2D, keras.layers.Dropout)
@@ -154,8 +155,7 @@ class CamFosteringModel(Classifier):
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
-        if cam_method not in CAM_METHODS:
-            raise ValueError(f"cam_method must be one of {CAM_METHODS}, got {cam_method!r}")
+        check_choice(cam_method, FOSTERING_CAM_METHODS, "cam_method")
         self._cam_method = cam_method
         self._cam_layer = cam_layer or last_conv_layer_name(self)
         layer = self.get_layer(self._cam_layer)
@@ -495,4 +495,4 @@ class CamFosteringModel(Classifier):
         return config
 
 
-__all__ = ["CAM_METHODS", "FOREGROUND_KEY", "IMAGE_KEY", "LESION_KEY", "CamFosteringModel"]
+__all__ = ["CamFosteringModel"]

@@ -48,18 +48,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kidney_tf.explain.fostering_maps import DEFAULT_MASK_DILATION
-from kidney_tf.explain.fostering_maps import FOSTERING_CAM_METHODS as CAM_METHODS
-from kidney_tf.training.distribute import STRATEGIES
+from kidney_tf.recipes import (
+    DEFAULT_ARCH,
+    DEFAULT_MASK_DILATION,
+    FOSTERING_CAM_METHODS,
+    INPUT_NORMS,
+    LR_SCHEDULES,
+    SPLIT_METHODS,
+    STRATEGIES,
+    check_choice,
+    default_image_size,
+    parse_crop,
+)
 from kidney_tf.utils.io import atomic_path, ensure_writable_dir, write_json_atomic
 from kidney_tf.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-LR_SCHEDULES = ("plateau", "cosine", "constant")
-SPLIT_METHODS = ("auto", "folders", "stratified", "grouped", "ranges")
-INPUT_NORMS = (None, "per-image")
-DEFAULT_ARCH = "resnet50"
 # Settings that may differ between an interrupted run and its resumption.
 _RESUMABLE_KEYS = frozenset({"verbose", "backup_every", "out"})
 _PATH_KEYS = ("out", "data", "init", "split_csv")
@@ -140,6 +145,10 @@ class TrainConfig:
         """Whether any CAM-fostering term (entropy, outside foreground, off lesion) is on."""
         return self.cam_weight > 0 or self.outside_weight > 0 or self.mask_weight > 0
 
+    def __post_init__(self) -> None:
+        if isinstance(self.weights, str) and self.weights.strip().lower() == "none":
+            self.weights = None
+
     def resolved_lr(self) -> float:
         """The learning rate used: ``lr``, else 1e-4 when fine-tuning ``init``, else 1e-3."""
         if self.lr is not None:
@@ -188,28 +197,26 @@ class TrainConfig:
             value = getattr(self, key)
             if value:
                 changes[key] = os.path.abspath(os.path.expanduser(str(value)))
-        weights = self.weights
-        if weights is not None and str(weights).lower() == "none":
-            changes["weights"] = None
-        elif weights not in (None, "imagenet"):
-            changes["weights"] = os.path.abspath(os.path.expanduser(str(weights)))
+        if self.weights not in (None, "imagenet"):
+            changes["weights"] = os.path.abspath(os.path.expanduser(str(self.weights)))
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> None:
         """Check every setting and the input files; raise ``ValueError``/``FileNotFoundError``
         with a one-line reason (before anything expensive happens)."""
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        self.check_settings()
+        self.check_files()
+
+    def check_settings(self) -> None:
+        """Check the values alone (no file is looked at); ``ValueError`` with a one-line reason."""
+        check_choice(self.strategy, STRATEGIES, "strategy")
         if self.cpu_replicas is not None and (self.strategy != "mirrored" or self.cpu_replicas < 1):
             raise ValueError(
                 f"cpu_replicas ({self.cpu_replicas}) needs strategy 'mirrored' and must be >= 1"
             )
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if self.cam_method not in CAM_METHODS:
-            raise ValueError(f"cam_method must be one of {CAM_METHODS}, got {self.cam_method!r}")
-        if self.split not in SPLIT_METHODS:
-            raise ValueError(f"split must be one of {SPLIT_METHODS}, got {self.split!r}")
+        check_choice(self.lr_schedule, LR_SCHEDULES, "lr_schedule")
+        check_choice(self.cam_method, FOSTERING_CAM_METHODS, "cam_method")
+        check_choice(self.split, SPLIT_METHODS, "split")
         for name in ("cam_weight", "outside_weight", "mask_weight"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
@@ -234,16 +241,19 @@ class TrainConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be a momentum in [0, 1) (0: off), got {self.ema}")
-        if self.input_norm not in INPUT_NORMS:
-            raise ValueError(f"input_norm must be one of {INPUT_NORMS}, got {self.input_norm!r}")
+        check_choice(self.input_norm, INPUT_NORMS, "input_norm")
         if self.progress_every < 0:
             raise ValueError(f"progress_every must be >= 0 seconds, got {self.progress_every}")
         if isinstance(self.augment, dict):
             from kidney_tf.data.augment import AugmentConfig
 
             AugmentConfig.from_dict(self.augment)
-        if self.crop not in (None, "none", "brain", "body"):
-            raise ValueError(f"crop must be brain, body, none or None, got {self.crop!r}")
+        parse_crop(self.crop)  # None, "none" (explicit: no crop, even for an init model) or a mode
+        if self.unfreeze_top is not None and self.unfreeze_top < 0:
+            raise ValueError(f"unfreeze_top must be >= 0 or None, got {self.unfreeze_top}")
+
+    def check_files(self) -> None:
+        """Check the output folder is named and the input files exist."""
         if not self.out:
             raise ValueError("no output folder (--out)")
         if self.data is None:
@@ -430,7 +440,7 @@ def _rebuild_for_policy(base, class_names: list[str]):
 def resolved_crop(config: TrainConfig, base=None) -> str | None:
     """The crop a run uses: ``config.crop``, else the ``init`` model's (``"none"``: no crop)."""
     if config.crop is not None:
-        return None if config.crop == "none" else config.crop
+        return parse_crop(config.crop)
     if base is not None:
         return (getattr(base, "metadata", None) or {}).get("crop")
     return None
@@ -822,14 +832,7 @@ class _Run:
             return int(self.config.image_size)
         if base is not None and base.input_shape[1]:
             return int(base.input_shape[1])
-        from kidney_tf.models.builders import ARCHITECTURES
-
-        arch = self.config.arch or DEFAULT_ARCH
-        if arch not in ARCHITECTURES:
-            raise ValueError(
-                f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}"
-            )
-        return int(ARCHITECTURES[arch]["image_size"])
+        return default_image_size(self.config.arch or DEFAULT_ARCH)
 
     def _datasets(self, source: str, image_size: int, base, records=None):
         """The run's DataBundle; with ``records`` (a bundle), its train split rebuilt afresh."""
