@@ -100,7 +100,8 @@ CAM_TARGETS: tuple[str, ...] = ("predicted", "true")
 
 # -------------------------------------------------------------------- training vocabulary
 #: How records are split: the dataset's own folders, seeded stratified (the papers), grouped
-#: (leakage-aware slice groups), ranges (held-out slice ranges), or auto (folders, then grouped for CT slice names, else stratified).
+#: (leakage-aware slice groups), ranges (held-out slice ranges), or auto (folders, then grouped
+#: for CT slice names, else stratified).
 SPLIT_METHODS: tuple[str, ...] = ("auto", "folders", "stratified", "grouped", "ranges")
 #: Split methods for evaluation only: ``"all"`` puts every record in the test split (an external
 #: test set, such as another hospital's scans or the official Testing folder).
