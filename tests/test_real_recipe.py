@@ -321,3 +321,32 @@ def test_brain_benchmark_split_keeps_near_duplicates_on_one_side(brain_pool, tmp
         splits = [row["split"] for row in csv.DictReader(handle)]
     assert len(splits) == 4350
     assert 0.17 <= splits.count("test") / len(splits) <= 0.23
+
+
+@pytest.mark.real_data
+def test_kidney_recipe_pipeline_on_a_real_subset(kidney_pool):
+    from kidney_tf.cli.main import build_parser
+    from kidney_tf.cli.train import config_from_args
+    from kidney_tf.data.pipeline import build_datasets
+    from kidney_tf.models.preprocessing import PerImageStandardization
+
+    bench = _benchmark()
+    args = ["train", "--data", str(kidney_pool), "--out", "unused", *bench.KIDNEY_RECIPE]
+    config = config_from_args(build_parser().parse_args(args))
+    assert config.input_norm == "per-image" and config.ema == 0.99 and config.crop == "body"
+    assert config.augment["gamma"] == 0.3 and config.augment["rotation"] == 15
+    records = load_source(kidney_pool, validate=False).records
+    subset = [r for r in records if r.label in ("Cyst", "Stone")][::40]
+    bundle = build_datasets(
+        subset, image_size=64, batch_size=8, split="stratified", crop=config.crop,
+        augment=config.augment, seed=0, val_fraction=0.2, test_fraction=0.2,
+    )  # fmt: skip
+    first = np.concatenate([np.asarray(x) for x, _ in bundle.train])
+    second = np.concatenate([np.asarray(x) for x, _ in bundle.train])
+    assert first.shape[1:] == (64, 64, 3) and np.isfinite(first).all()
+    assert first.min() >= 0 and first.max() <= 255
+    # augmented afresh each pass (the order-free image sums differ, not only the shuffle)
+    sums = [np.sort(batch.sum(axis=(1, 2, 3))) for batch in (first, second)]
+    assert not np.allclose(*sums)
+    means = np.asarray(PerImageStandardization()(first)).mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(means, 127.5, atol=1e-2)
