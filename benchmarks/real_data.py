@@ -43,19 +43,9 @@ from typing import Any
 KIDNEY_CLASSES = ("Cyst", "Normal", "Stone", "Tumor")
 BRAIN_CLASSES = ("glioma", "meningioma", "notumor", "pituitary")
 
-#: The real-data recipes' settings as flags (``--recipe kidney-real`` / ``brain-real`` name them).
-KIDNEY_RECIPE = [
-    "--arch", "resnet50", "--image-size", "128", "--weights", "none", "--crop", "body",
-    "--epochs", "15", "--lr-schedule", "cosine", "--patience", "0", "--ema", "0.99",
-    "--label-smoothing", "0.1", "--input-norm", "per-image", "--augment-options",
-    "rotation=15,zoom=0.15,translation=0.05,brightness=0.2,contrast=0.3,gamma=0.3",
-]  # fmt: skip
-BRAIN_RECIPE = [
-    "--arch", "efficientnetb1", "--image-size", "128", "--weights", "none", "--crop", "brain",
-    "--epochs", "12", "--lr-schedule", "cosine", "--patience", "0", "--ema", "0.99",
-    "--label-smoothing", "0.1", "--input-norm", "per-image", "--augment-options",
-    "rotation=15,zoom=0.15,translation=0.05,brightness=0.2,contrast=0.3,gamma=0.3",
-]  # fmt: skip
+#: The real-data recipes (kidney_tf.recipes: the kidney and brain recipes' "real" presets).
+KIDNEY_RECIPE = ["--recipe", "kidney-real"]
+BRAIN_RECIPE = ["--recipe", "brain-real"]
 
 #: Arms per dataset: name -> (what it measures, ``kidney-tf train`` arguments).
 ARMS: dict[str, dict[str, tuple[str, list[str]]]] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -330,8 +331,7 @@ def test_kidney_recipe_pipeline_on_a_real_subset(kidney_pool):
     from kidney_tf.data.pipeline import build_datasets
     from kidney_tf.models.preprocessing import PerImageStandardization
 
-    bench = _benchmark()
-    args = ["train", "--data", str(kidney_pool), "--out", "unused", *bench.KIDNEY_RECIPE]
+    args = ["train", "--data", str(kidney_pool), "--out", "unused", "--recipe", "kidney-real"]
     config = config_from_args(build_parser().parse_args(args))
     assert config.input_norm == "per-image" and config.ema == 0.99 and config.crop == "body"
     assert config.augment["gamma"] == 0.3 and config.augment["rotation"] == 15
@@ -350,3 +350,58 @@ def test_kidney_recipe_pipeline_on_a_real_subset(kidney_pool):
     assert not np.allclose(*sums)
     means = np.asarray(PerImageStandardization()(first)).mean(axis=(1, 2, 3))
     np.testing.assert_allclose(means, 127.5, atol=1e-2)
+
+
+# The command the README's kidney-real figures were measured with (before --recipe existed).
+MEASURED_KIDNEY_FLAGS = [
+    "--arch",
+    "resnet50",
+    "--image-size",
+    "128",
+    "--weights",
+    "none",
+    "--crop",
+    "body",
+    "--epochs",
+    "15",
+    "--lr-schedule",
+    "cosine",
+    "--patience",
+    "0",
+    "--ema",
+    "0.99",
+    "--label-smoothing",
+    "0.1",
+    "--input-norm",
+    "per-image",
+    "--split",
+    "ranges",
+    "--augment-options",
+    "rotation=15,zoom=0.15,translation=0.05,brightness=0.2,contrast=0.3,gamma=0.3",
+]
+
+
+def test_recipe_flag_is_the_measured_command_and_flags_override_it():
+    from kidney_tf.cli.main import build_parser
+    from kidney_tf.cli.train import config_from_args
+    from kidney_tf.recipes import train_settings
+
+    def config(*flags):
+        return config_from_args(
+            build_parser().parse_args(["train", "--data", "d", "--out", "o", *flags])
+        )
+
+    recipe = config("--recipe", "kidney-real")
+    measured = config(*MEASURED_KIDNEY_FLAGS)
+    assert dataclasses.replace(measured, lr=1e-3, bn_momentum=0.9) == recipe
+    assert recipe.resolved_lr() == measured.resolved_lr()
+    assert recipe.cam_weight == 0.0  # a train --recipe run is the baseline: no fostering
+    assert config("--recipe", "kidney-real", "--ema", "0", "--epochs", "3").ema == 0.0
+    brain = train_settings("brain-real")
+    assert brain["arch"] == "efficientnetb1" and brain["crop"] == "brain"
+    assert brain["freeze_epochs"] == 0 and brain["weights"] is None
+    assert not any(k.startswith("finetune_") or k.startswith("phantom_") for k in brain)
+    brain["augment"]["gamma"] = 9  # a copy: the recipe itself is unchanged
+    assert train_settings("brain-real")["augment"]["gamma"] == 0.3
+    with pytest.raises(ValueError, match="unknown recipe 'x'"):
+        train_settings("x")

@@ -16,6 +16,7 @@ from kidney_tf.recipes import (
     LR_SCHEDULES,
     SPLIT_METHODS,
     STRATEGIES,
+    TRAIN_RECIPES,
 )
 
 EXAMPLES = """\
@@ -69,6 +70,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--config",
         help="a previous run's config.json: use its settings (flags given here override them)",
+    )
+    p.add_argument(
+        "--recipe",
+        choices=tuple(TRAIN_RECIPES),
+        help="start from a named recipe's settings (flags given here override them), e.g. "
+        "kidney-real: the from-scratch real-CT recipe (see the README's 'Real scans')",
     )
     p.add_argument("--out", required=True, help="run folder (created; resumed if interrupted)")
 
@@ -256,10 +263,16 @@ def _augment_options(text: str) -> dict[str, Any]:
 
 
 def config_from_args(args: argparse.Namespace):
-    """The TrainConfig of a ``kidney-tf train`` command line (``--config`` file + flags)."""
+    """The TrainConfig of a ``kidney-tf train`` command line (``--config`` or ``--recipe``,
+    then the flags given)."""
+    from kidney_tf.recipes import train_settings
     from kidney_tf.training.trainer import TrainConfig
 
     overrides = _overrides(args)
+    if getattr(args, "recipe", None):
+        if args.config:
+            raise CliError("pass --recipe or --config, not both")
+        overrides = {**train_settings(args.recipe), **overrides}
     if args.config:
         return TrainConfig.from_json(args.config, **overrides)
     if "data" not in overrides:
