@@ -7,6 +7,10 @@ One classifier, one fixed in-memory batch, up to four training modes sharing the
 - ``gradcam++``: λ > 0 with the closed-form Grad-CAM++ map (``features @ relu(W_c)``, the demo's),
 - ``gradcam``: λ > 0 with Grad-CAM (a nested gradient tape).
 
+A mode may name its CAM layer: ``gradcam@conv4_block6_out`` fosters Grad-CAM on ResNet-50's
+stage-4 output (8x8 at 128 px instead of 4x4; the closed forms need the layer right before the
+GAP head, so a deeper grid needs ``gradcam``).
+
 The measurement is ``kidney_tf.bench.fostering.fostering_overhead`` (also the ``fostering``
 section of ``kidney-tf benchmark``): after a warm-up ``fit`` each, the modes run interleaved
 ``fit`` blocks of ``--steps`` steps, round robin with the order rotating every round, so slow
@@ -22,6 +26,8 @@ Usage::
     python benchmarks/bench_fostering.py --image-size 224 --batch-size 32 --rounds 10 \\
         --mixed-precision --out bench.json                        # a GPU, paper-sized
     python benchmarks/bench_fostering.py --arch tiny --rounds 2 --steps 1   # smoke test
+    python benchmarks/bench_fostering.py --image-size 128 --batch-size 16 \
+        --modes gradcam++ gradcam gradcam@conv4_block6_out              # a finer CAM grid
 """
 
 from __future__ import annotations
@@ -51,7 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=8, help="timed blocks per mode")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per mode first")
     parser.add_argument("--cam-weight", type=float, default=0.1, help="λ of the fostering modes")
-    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument(
+        "--modes", nargs="+", default=list(MODES), help=f"of {MODES}, each optionally @LAYER"
+    )
     parser.add_argument("--mixed-precision", action="store_true")
     parser.add_argument("--jit-compile", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
@@ -61,6 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--steps, --rounds and --batch-size must be >= 1, --warmup >= 0")
     if args.cam_weight <= 0:
         parser.error("--cam-weight must be > 0")
+    bad = [m for m in args.modes if m.partition("@")[0] not in MODES]
+    if bad:
+        parser.error(f"--modes: unknown {bad}; choose from {MODES} (each optionally @LAYER)")
     return args
 
 
@@ -77,7 +88,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     size, jit = args.image_size, args.jit_compile
     plain = pool.trainable(args.arch, size, 0.0, jit_compile=jit)
     fostered = {
-        mode: pool.trainable(args.arch, size, args.cam_weight, cam_method=mode, jit_compile=jit)
+        mode: pool.trainable(
+            args.arch,
+            size,
+            args.cam_weight,
+            cam_method=mode.partition("@")[0],
+            cam_layer=mode.partition("@")[2] or None,
+            jit_compile=jit,
+        )
         for mode in args.modes
     }
     result = fostering_overhead(

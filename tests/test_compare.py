@@ -159,3 +159,39 @@ def test_compare_cli(reports, tmp_path, capsys):
     assert "entropy" in capsys.readouterr().out
     assert main(["compare", str(a), str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert "metrics.json not found" in capsys.readouterr().err
+
+
+def test_verdicts_use_paired_bootstrap_intervals_over_images(tmp_path):
+    """A -0.4 % change is 'within noise', not 'improved'; a clear one is; chance is reported."""
+    rng = np.random.default_rng(0)
+    files = [f"Cyst/{i}.png" for i in range(120)]
+    entropy_a = rng.uniform(0.5, 0.9, 120)
+    noise = rng.normal(0, 0.1, 120)
+    cases = {
+        "wobble": entropy_a * 0.996 + noise - noise.mean(),  # -0.4 %, images vary by ±0.1
+        "sharper": entropy_a - 0.2 + rng.normal(0, 0.02, 120),
+    }
+    hits_b = (rng.random(120) < 0.12).astype(float)  # pointing game near its chance 0.1
+
+    def report(folder, entropy, hits):
+        metrics = _metrics(0.9, float(entropy.mean()), 0.3, 0.1, float(hits.mean()), n=120)
+        _write_report(folder, metrics, files[:4], 0)
+        rows = ["file,true,pred,correct,confidence,cam_entropy,cam_pointing_game"]
+        rows += [f"{f},Cyst,Cyst,1,0.9,{e:.6f},{h:.0f}" for f, e, h in zip(files, entropy, hits)]
+        (folder / "predictions.csv").write_text("\n".join(rows) + "\n")
+        return folder
+
+    a = report(tmp_path / "a", entropy_a, (rng.random(120) < 0.5).astype(float))
+    verdicts = {}
+    for name, entropy_b in cases.items():
+        b = report(tmp_path / name, entropy_b, hits_b)
+        result = compare_reports(a, b, tmp_path / f"cmp_{name}", max_pairs=0)
+        verdicts[name] = {r["key"]: r for r in result["rows"]}
+    wobble, sharper = verdicts["wobble"]["entropy"], verdicts["sharper"]["entropy"]
+    assert wobble["rel_change"] < 0 and wobble["improved"] is None
+    assert wobble["verdict"] == "within noise" and wobble["ci_low"] < 0 < wobble["ci_high"]
+    assert sharper["improved"] is True and sharper["ci_high"] < 0 and sharper["n_paired"] == 120
+    pointing = verdicts["sharper"]["pointing_game"]
+    assert pointing["improved"] is False and pointing["vs_chance"] == "at chance"
+    md = (tmp_path / "cmp_wobble" / "comparison.md").read_text()
+    assert "within noise" in md and "95 % CI of change" in md

@@ -298,3 +298,34 @@ def test_fit_model_temperature_stores_it_in_metadata(evaluated):
     assert negative_log_likelihood(apply_temperature(probs, t), y) <= negative_log_likelihood(
         probs, y
     )
+
+
+def test_report_measures_the_fostered_map_next_to_the_evaluated_one(tmp_path):
+    """A CamFosteringModel's own map (true class, native grid) is reported; examples keep masks."""
+    from kidney_tf.evaluation.schema import load_cam_examples
+    from kidney_tf.training import CamFosteringModel
+
+    images, labels, masks, _ = toy_data()
+    model = CamFosteringModel.from_classifier(
+        toy_model(), cam_weight=0.0, cam_method="gradcam++", class_names=CLASSES
+    )
+    metrics = evaluate_model(
+        model,
+        _dataset(images, labels, masks),
+        out_dir=tmp_path / "r",
+        batch_size=8,
+        examples_per_class=1,
+        faithfulness_images=0,
+        extra_methods=(),
+    )
+    own = metrics["cam"]["fostering_entropy"]
+    assert own["method"] == "gradcam++" and own["target"] == "true" and own["n"] == 12
+    # independent: the toy's features are relu(image / 255) and W = 20·I, so the Grad-CAM++
+    # closed form of class c is 20 · channel c, shifted to a minimum of 0
+    maps = 20 * images[..., labels].transpose(3, 0, 1, 2)[np.arange(12), np.arange(12)] / 255
+    maps = maps - maps.min(axis=(1, 2), keepdims=True)
+    p = maps.reshape(12, -1) / maps.reshape(12, -1).sum(1, keepdims=True)
+    entropy = -(np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0)).sum(1) / np.log(SIZE**2)
+    assert own["mean"] == pytest.approx(entropy.mean(), abs=1e-4)
+    examples = load_cam_examples(tmp_path / "r" / "cam_examples.npz")
+    assert examples["masks"] is not None and examples["masks"].any()

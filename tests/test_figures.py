@@ -176,3 +176,23 @@ def test_data_figures_rejects_bad_arguments(tmp_path):
         dataset_figures(tmp_path / "missing", tmp_path / "out")
     with pytest.raises(ValueError, match="crop"):
         dataset_figures(tmp_path, tmp_path / "out", crop="lungs")
+
+
+def test_overlays_outline_the_lesion_where_a_mask_exists(tmp_path):
+    """Lesion outlines (green) on the image and overlay columns; rows without a mask have none."""
+    from PIL import Image
+
+    gray = np.full((48, 48, 3), 90, np.uint8)
+    mask = np.zeros((48, 48), np.uint8)
+    mask[10:30, 12:34] = 1
+    maps = np.zeros((2, 7, 7), np.float32)
+    for masks, name in (([mask, None], "with.png"), ([None, None], "without.png")):
+        out = figures.plot_cam_overlays([gray, gray], maps, tmp_path / name, masks=masks)
+        pixels = np.asarray(Image.open(out).convert("RGB")).astype(int)
+        green = (pixels[..., 1] > 150) & (pixels[..., 0] < 100) & (pixels[..., 2] < 100)
+        assert green.sum() > 50 if name == "with.png" else green.sum() == 0
+    out = figures.plot_paired_overlays(
+        [gray], maps[:1], maps[:1], tmp_path / "paired.png", masks=[mask]
+    )
+    pixels = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    assert ((pixels[..., 1] > 150) & (pixels[..., 0] < 100) & (pixels[..., 2] < 100)).sum() > 50

@@ -193,14 +193,16 @@ def test_summary_table_reads_ours_against_the_paper():
     assert rows["accuracy"]["chance"] == 0.25
     assert rows["radius"]["chance"] == pytest.approx(0.408, abs=1e-3)
     checks = {c["check"]: c["passed"] for c in summary["checks"]}
-    assert checks["fostering lowers the Grad-CAM++ entropy (upsampled)"] is True
+    # no reports (no per-image values): directions fall back to the sign of the change
+    assert checks["fostering lowers the Grad-CAM++ entropy (upsampled) beyond noise"] is True
     assert checks["fostering lowers the Grad-CAM++ entropy (native grid) by >= 30 %"] is False
     # training-penalty CAM: 0.7 -> 0.5 is -28.6 %
     assert checks["fostering lowers the CAM entropy of the training penalty by >= 30 %"] is False
     assert rows["penalty_cam_entropy"]["change"]["rel"] == pytest.approx(-2 / 7)
     assert checks["fostering costs <= 1 accuracy point"] is True
-    assert checks["fostering raises the CAM SNR"] is False  # 3.0 -> 3.0 in _metrics
-    assert checks["CAM mass in the lesion mask does not fall"] is True
+    assert checks["fostering raises the CAM SNR beyond noise"] is False  # 3.0 -> 3.0
+    assert checks["CAM mass in the lesion mask does not fall beyond noise"] is True
+    assert checks["pointing game (lesion) of the fostered model above chance"] is True
     text = summary_table(summary)
     assert (
         "| Grad-CAM++ entropy (upsampled) | ↓ | 0.8000 | 0.5000 | -37.5 % | 0.6168 | 0.3313 | -46.3 %"
@@ -211,6 +213,61 @@ def test_summary_table_reads_ours_against_the_paper():
     assert "has entropy 0.200" in text and "at most 75.0 % below the baseline's 0.8000" in text
     assert "[PASS]" in text and "SavedModel (TF Serving): out/export/1" in text
     json.dumps(summary)  # strict JSON
+
+
+def _predictions(folder, pointing, energy, seed):
+    """A report folder with only a predictions.csv (per-image values for the noise checks)."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    lines = ["file,true,pred,correct,confidence,cam_entropy,cam_pointing_game,cam_energy_in_mask"]
+    for i, (hit, mass) in enumerate(zip(pointing, energy)):
+        entropy = 0.8 + 0.05 * rng.standard_normal()
+        lines.append(f"img{i}.png,Cyst,Cyst,1,0.9,{entropy:.6f},{hit:.0f},{mass:.6f}")
+    (folder / "predictions.csv").write_text("\n".join(lines) + "\n")
+    return str(folder)
+
+
+def test_summary_verdicts_compare_against_chance_and_noise(tmp_path):
+    """Pointing game 0 vs chance 0.21 is no PASS; a -0.4 % wobble is not a change."""
+    rng = np.random.default_rng(0)
+    energy = rng.uniform(0.1, 0.4, 200)
+    noise = rng.normal(0, 0.1, 200)
+    wobble = energy * (1 - 0.004) + noise - noise.mean()  # -0.4 %; images vary by ±0.1
+    zeros = np.zeros(200)
+    base, fost = _metrics(0.95, 0.8, 0.3, energy.mean()), _metrics(0.95, 0.8, 0.3, wobble.mean())
+    for metrics in (base, fost):
+        metrics["pointing_game"] = 0.0
+        metrics["chance"]["pointing_game"] = 0.21
+    summary = build_summary(
+        config=ReproduceConfig.preset(KIDNEY, "out", quick=True).to_dict(),
+        quick=True,
+        data_info={"phantom": True},
+        trainings={},
+        evaluations={
+            "baseline": {"metrics": base, "report": _predictions(tmp_path / "a", zeros, energy, 1)},
+            "fostered": {"metrics": fost, "report": _predictions(tmp_path / "b", zeros, wobble, 2)},
+        },
+        comparison=None,
+        export={"export": "x"},
+        stage_seconds={},
+        resumed=[],
+        wall_seconds=1.0,
+    )
+    checks = {c["check"]: c for c in summary["checks"]}
+    assert checks["pointing game (lesion) of the fostered model above chance"]["passed"] is False
+    falls = checks["CAM mass in the lesion mask does not fall beyond noise"]
+    assert falls["passed"] is True and "95 % CI" in falls["detail"]
+    # a real drop is caught
+    summary["checks"] = None
+    from kidney_tf.pipelines.summary import _checks
+
+    worse = {"baseline": base, "fostered": _metrics(0.95, 0.8, 0.3, energy.mean() - 0.1)}
+    per_image = {
+        "baseline": {"energy_in_mask": {f"f{i}": v for i, v in enumerate(energy)}},
+        "fostered": {"energy_in_mask": {f"f{i}": v - 0.1 for i, v in enumerate(energy)}},
+    }
+    checks = {c["check"]: c["passed"] for c in _checks(worse, per_image)}
+    assert checks["CAM mass in the lesion mask does not fall beyond noise"] is False
 
 
 # --------------------------------------------------------------------------------------- CLI

@@ -131,14 +131,18 @@ class ModelPool:
         cam_weight: float = 0.0,
         *,
         cam_method: str = "exact",
+        cam_layer: str | None = None,
         jit_compile: bool = False,
     ):
         from kidney_tf.training.fostering import CamFosteringModel
 
-        key = (arch, int(image_size), float(cam_weight), cam_method, bool(jit_compile))
+        key = (arch, int(image_size), float(cam_weight), cam_method, cam_layer, bool(jit_compile))
         if key not in self._trainable:
             model = CamFosteringModel.from_classifier(
-                self.classifier(arch, image_size), cam_weight=cam_weight, cam_method=cam_method
+                self.classifier(arch, image_size),
+                cam_weight=cam_weight,
+                cam_method=cam_method,
+                cam_layer=cam_layer,
             )
             compile_like_trainer(model, self.num_classes, jit_compile=jit_compile)
             self._trainable[key] = model

@@ -58,12 +58,15 @@ def run(args: argparse.Namespace) -> int:
     )
     la, lb = result["labels"]
     if not args.quiet:
-        print(f"{'metric':<28} {la:>12} {lb:>12} {'change':>9}")
+        print(f"{'metric':<28} {la:>12} {lb:>12} {'change':>9}  verdict (95 % paired bootstrap)")
         for row in result["rows"]:
             a = "–" if row["a"] is None else f"{row['a']:.4f}"
             b = "–" if row["b"] is None else f"{row['b']:.4f}"
             rel = "–" if row["rel_change"] is None else f"{100 * row['rel_change']:+.1f}%"
-            print(f"{row['key']:<28} {a:>12} {b:>12} {rel:>9}")
+            verdict = row.get("verdict") or ""
+            if row.get("vs_chance"):
+                verdict += f"; {lb} {row['vs_chance']}"
+            print(f"{row['key']:<28} {a:>12} {b:>12} {rel:>9}  {verdict}")
         for warning in result["warnings"]:
             print(f"warning: {warning}")
         print(f"comparison written to {args.out}")

@@ -85,6 +85,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--cam-target", choices=CAM_TARGETS, default="predicted")
     p.add_argument(
+        "--cam-layer",
+        help="layer the CAMs are computed on (default: the model's own CAM layer, as trained)",
+    )
+    p.add_argument(
         "--tta",
         action="store_true",
         help="test-time augmentation: average each image's probabilities with its mirror's",
@@ -202,6 +206,7 @@ def run(args: argparse.Namespace) -> int:
         temperature=temperature,
         foreground=args.foreground,
         cam_target=args.cam_target,
+        layer=args.cam_layer,
         seed=seed,
         split_method=split_method,
         val_fraction=val_fraction,

@@ -346,6 +346,7 @@ class CamAccumulator:
             fg,
             grid=self.native_grid,
             class_names=self.class_names,
+            grouping=f"{self.target} class",
         )
         block["shortcut_warnings"] = [str(w) for w in warnings]
         block["shortcut_grouping"] = f"{self.target} class"

@@ -4,12 +4,20 @@
 ``evaluate_model``) and writes to ``out``:
 
 - ``comparison.json``: one row per headline metric with both values, the absolute change
-  ``B - A``, the relative change ``(B - A) / |A|``, whether it improved (direction per metric),
-  the chance/random baselines, and optionally the paper's published values as a reference;
+  ``B - A``, the relative change ``(B - A) / |A|``, a 95 % paired bootstrap interval of the change
+  over the test images both reports share (from their ``predictions.csv``), the verdict, the
+  chance/random baselines, and optionally the paper's published values as a reference;
 - ``comparison.md`` and ``comparison.html`` (self-contained) with the same table plus a per-class
   CAM table;
 - ``paired_overlays.png``: the same test images under both models, paired by file id through each
   report's ``cam_examples.npz`` (no model is re-run).
+
+Verdicts (``improved``): True / False only when the paired interval excludes 0 (better / worse
+beyond the image-to-image noise), None ("within noise") otherwise; reports without per-image
+values fall back to the sign of the change and say so (``verdict``). Localisation metrics also say
+whether B is above its chance level (``vs_chance``: the lower end of B's own bootstrap interval
+above chance). A row for the fostered model's own map (``fostering_entropy``) sits next to the
+evaluated Grad-CAM++ map; a warning says when the two move differently.
 
 Usage::
 
@@ -66,6 +74,78 @@ def load_report(report: str | os.PathLike) -> tuple[dict[str, Any], Path]:
     return metrics, metrics_path.parent
 
 
+BOOTSTRAP_RESAMPLES = 1000
+CONFIDENCE = 0.95
+
+
+def bootstrap_interval(
+    values, *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0, level: float = CONFIDENCE
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (NaNs left out): ``(low, high)``.
+
+    ``(nan, nan)`` when no value is finite. Usage: ``low, high = bootstrap_interval(hits)``.
+    """
+    values = np.asarray(values, np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, (resamples, values.size))].mean(axis=1)
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def per_image_values(report_dir: str | os.PathLike) -> dict[str, dict[str, float]] | None:
+    """``{metric: {file: value}}`` from a report's ``predictions.csv`` (None when absent).
+
+    ``accuracy`` is the per-image ``correct`` column; CAM statistics are the ``cam_*`` columns
+    (empty cells, e.g. lesion statistics of Normal images, are left out).
+    """
+    import csv
+
+    path = Path(report_dir) / "predictions.csv"
+    if not path.is_file():
+        return None
+    values: dict[str, dict[str, float]] = {}
+    with path.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            for column, cell in row.items():
+                if column == "correct":
+                    key = "accuracy"
+                elif column and column.startswith("cam_"):
+                    key = column[4:]
+                else:
+                    continue
+                if cell not in ("", None):
+                    values.setdefault(key, {})[row["file"]] = float(cell)
+    return values
+
+
+def paired_interval(
+    values_a: dict[str, float], values_b: dict[str, float], **options
+) -> tuple[float, float, int]:
+    """Bootstrap interval of the mean change ``B - A`` over the files both have, and their count."""
+    common = sorted(set(values_a) & set(values_b))
+    diff = np.array([values_b[f] - values_a[f] for f in common], np.float64)
+    low, high = bootstrap_interval(diff, **options)
+    return low, high, len(common)
+
+
+def _verdict(row: dict[str, Any], higher_is_better: bool) -> tuple[bool | None, str]:
+    low, high = row.get("ci_low"), row.get("ci_high")
+    change = row["abs_change"]
+    if low is None or high is None or not (np.isfinite(low) and np.isfinite(high)):
+        if change is None or change == 0:
+            return None, "no change" if change == 0 else "n/a"
+        better = (change > 0) == higher_is_better
+        return better, ("better" if better else "worse") + " (no per-image values: noise unknown)"
+    if low > 0 or high < 0:
+        better = (low > 0) == higher_is_better
+        return better, "better" if better else "worse"
+    return None, "within noise"
+
+
 def _change(a: float | None, b: float | None) -> tuple[float | None, float | None]:
     if a is None or b is None:
         return None, None
@@ -78,8 +158,13 @@ def compare_metrics(
     metrics_b: dict[str, Any],
     *,
     reference: str | None = None,
+    per_image: tuple[dict | None, dict | None] = (None, None),
+    seed: int = 0,
 ) -> list[dict[str, Any]]:
     """One row per headline metric present in either report (see ``schema.HEADLINE_METRICS``).
+
+    ``per_image``: both reports' :func:`per_image_values`, for the paired bootstrap intervals and
+    verdicts (see the module docstring).
 
     Usage: ``rows = compare_metrics(json.load(fa), json.load(fb), reference="kidney")``.
     """
@@ -90,9 +175,6 @@ def compare_metrics(
         if a is None and b is None:
             continue
         abs_change, rel_change = _change(a, b)
-        improved = None
-        if abs_change is not None and abs_change != 0:
-            improved = (abs_change > 0) == spec.higher_is_better
         row: dict[str, Any] = {
             "key": spec.key,
             "label": spec.label,
@@ -101,10 +183,21 @@ def compare_metrics(
             "abs_change": abs_change,
             "rel_change": rel_change,
             "higher_is_better": spec.higher_is_better,
-            "improved": improved,
             "chance_a": chance_value(metrics_a, spec.key),
             "chance_b": chance_value(metrics_b, spec.key),
+            "ci_low": None,
+            "ci_high": None,
+            "n_paired": None,
         }
+        values_a, values_b = ((p or {}).get(spec.key) for p in per_image)
+        if values_a and values_b:
+            low, high, n = paired_interval(values_a, values_b, seed=seed)
+            if n:
+                row.update(ci_low=low, ci_high=high, n_paired=n)
+        row["improved"], row["verdict"] = _verdict(row, spec.higher_is_better)
+        if spec.key in LOCALISATION_STATISTICS and row["chance_b"] is not None and b is not None:
+            low_b = bootstrap_interval(list(values_b.values()), seed=seed)[0] if values_b else b
+            row["vs_chance"] = "above chance" if low_b > row["chance_b"] else "at chance"
         if ref is not None and spec.key in ref["values"]:
             ra, rb = ref["values"][spec.key]
             row["reference_a"], row["reference_b"] = ra, rb
@@ -165,6 +258,25 @@ def _consistency_warnings(metrics_a, metrics_b, labels) -> list[str]:
     return warnings
 
 
+def divergence_warning(rows: list[dict[str, Any]]) -> str | None:
+    """A warning when the fostered map's entropy and the evaluated map's move differently.
+
+    (Fostering the ``exact`` map halved its entropy on real CT while Grad-CAM++ barely moved.)
+    """
+    by_key = {r["key"]: r for r in rows}
+    own, evaluated = by_key.get("fostering_entropy"), by_key.get("entropy")
+    if not own or not evaluated or own["rel_change"] is None or evaluated["rel_change"] is None:
+        return None
+    a, b = own["rel_change"], evaluated["rel_change"]
+    if abs(a) >= 0.10 and abs(b) < abs(a) / 3:
+        return (
+            f"the fostered map's entropy changed {100 * a:+.1f} % but the evaluated map's only "
+            f"{100 * b:+.1f} %: fostering sharpened a different map from the one this report "
+            "measures"
+        )
+    return None
+
+
 def _pair_examples(dir_a: Path, dir_b: Path, max_pairs: int) -> dict[str, Any] | None:
     try:
         ex_a = load_cam_examples(dir_a / CAM_EXAMPLES_FILE)
@@ -215,6 +327,7 @@ def _plot_pairs(paired: dict[str, Any], labels: tuple[str, str], out: Path) -> P
         titles_a=[stat_title(ex_a, i) for i, _ in pairs],
         titles_b=[stat_title(ex_b, j) for _, j in pairs],
         method=ex_a["method"],
+        masks=None if ex_a.get("masks") is None else [ex_a["masks"][i] for i, _ in pairs],
     )
 
 
@@ -237,7 +350,8 @@ def comparison_document(result: dict[str, Any]) -> Document:
         "abs. change",
         "rel. change",
         "better",
-        "improved",
+        "95 % CI of change",
+        "verdict",
         f"chance ({la} / {lb})",
     ]
     if has_ref:
@@ -255,7 +369,8 @@ def comparison_document(result: dict[str, Any]) -> Document:
             r["abs_change"],
             _pct(r["rel_change"]),
             "higher" if r["higher_is_better"] else "lower",
-            r["improved"],
+            _interval(r.get("ci_low"), r.get("ci_high"), r.get("n_paired")),
+            r.get("verdict") + (f"; {lb} {r['vs_chance']}" if r.get("vs_chance") else ""),
             chance,
         ]
         if has_ref:
@@ -266,6 +381,10 @@ def comparison_document(result: dict[str, Any]) -> Document:
             ]
         rows.append(row)
     doc.table(headers, rows)
+    doc.note(
+        "Verdict: better/worse only when the 95 % paired bootstrap interval of the change over "
+        "the shared test images excludes 0; otherwise 'within noise'."
+    )
     if result.get("reference"):
         doc.note(f"Reference column: {result['reference']} (published values).")
     if result["per_class"]["rows"]:
@@ -280,6 +399,12 @@ def comparison_document(result: dict[str, Any]) -> Document:
     else:
         doc.note("No paired overlays: the reports share no CAM example images.")
     return doc
+
+
+def _interval(low: float | None, high: float | None, n: int | None) -> str | None:
+    if low is None or high is None:
+        return None
+    return f"[{low:+.4f}, {high:+.4f}] (n={n})"
 
 
 def _fmt(value: float | None) -> str:
@@ -310,11 +435,19 @@ def compare_reports(
         "labels": list(labels),
         "reports": [str(dir_a), str(dir_b)],
         "reference": _reference(reference)["label"] if _reference(reference) else None,
-        "rows": compare_metrics(metrics_a, metrics_b, reference=reference),
+        "rows": compare_metrics(
+            metrics_a,
+            metrics_b,
+            reference=reference,
+            per_image=(per_image_values(dir_a), per_image_values(dir_b)),
+        ),
         "warnings": _consistency_warnings(metrics_a, metrics_b, labels),
         "paired_overlays": None,
         "paired_files": [],
     }
+    diverged = divergence_warning(result["rows"])
+    if diverged:
+        result["warnings"].append(diverged)
     headers, rows = _per_class_rows(metrics_a, metrics_b)
     result["per_class"] = {"headers": headers, "rows": rows}
     paired = _pair_examples(dir_a, dir_b, max_pairs) if max_pairs > 0 else None
@@ -339,6 +472,10 @@ def rows_as_array(result: dict[str, Any], key: str) -> np.ndarray:
 
 __all__ = [
     "PAPER_REFERENCES",
+    "bootstrap_interval",
+    "divergence_warning",
+    "paired_interval",
+    "per_image_values",
     "compare_metrics",
     "compare_reports",
     "comparison_document",

@@ -87,6 +87,18 @@ def overlay_cam(image, cam, *, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
     return (np.clip(blended, 0, 1) * 255).astype(np.uint8)
 
 
+LESION_COLOR = "lime"
+
+
+def draw_outline(ax, mask) -> None:
+    """The lesion's outline on ``ax`` (nothing for a missing or empty mask)."""
+    if mask is None:
+        return
+    mask = np.asarray(mask, np.float32).reshape(np.shape(mask)[:2])
+    if mask.any():
+        ax.contour(mask > 0.5, levels=[0.5], colors=LESION_COLOR, linewidths=0.9)
+
+
 def _off(ax) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
@@ -180,11 +192,13 @@ def plot_cam_overlays(
     *,
     titles: Sequence[str | Sequence[str]] | None = None,
     method: str = "gradcam++",
+    masks: Sequence[np.ndarray | None] | None = None,
 ) -> Path:
     """One row per image: image | heatmap (with colour bar) | overlay.
 
     ``titles[i]`` labels row ``i``: a string (over the image) or up to three strings (one per
-    column, e.g. file and labels | entropy/radius/SNR | outside fraction).
+    column, e.g. file and labels | entropy/radius/SNR | outside fraction). ``masks[i]`` (lesion
+    mask at the image's size, or None) is outlined on the image and the overlay.
     """
     n = len(images)
     if n == 0:
@@ -200,12 +214,20 @@ def plot_cam_overlays(
         im = axes[i, 1].imshow(heat, cmap=CAM_COLORMAP, vmin=0.0, vmax=max(float(heat.max()), 1e-6))
         fig.colorbar(im, ax=axes[i, 1], fraction=0.046, pad=0.02)
         axes[i, 2].imshow(overlay_cam(img, maps[i]))
+        if masks is not None:
+            draw_outline(axes[i, 0], masks[i])
+            draw_outline(axes[i, 2], masks[i])
         for ax in axes[i]:
             _off(ax)
         row = titles[i] if titles is not None else ()
         for ax, text in zip(axes[i], [row] if isinstance(row, str) else list(row)[:3]):
             ax.set_title(text, fontsize=8)
-    fig.suptitle(f"{method} class activation maps\ncolumns: image | heatmap | overlay")
+    outline = (
+        " (green: lesion outline)"
+        if masks is not None and any(m is not None and np.asarray(m).any() for m in masks)
+        else ""
+    )
+    fig.suptitle(f"{method} class activation maps\ncolumns: image | heatmap | overlay{outline}")
     return save_figure(fig, out)
 
 
@@ -531,8 +553,12 @@ def plot_paired_overlays(
     titles_a: Sequence[str] | None = None,
     titles_b: Sequence[str] | None = None,
     method: str = "gradcam++",
+    masks: Sequence[np.ndarray | None] | None = None,
 ) -> Path:
-    """Same images, two models: image | overlay A | overlay B per row (the paper's qualitative figure)."""
+    """Same images, two models: image | overlay A | overlay B per row (the paper's qualitative figure).
+
+    ``masks[i]`` (lesion mask at the image's size, or None) is outlined in every column.
+    """
     n = len(images)
     if n == 0:
         raise ValueError("no paired images to plot")
@@ -543,6 +569,8 @@ def plot_paired_overlays(
         axes[i, 1].imshow(overlay_cam(images[i], maps_a[i]))
         axes[i, 2].imshow(overlay_cam(images[i], maps_b[i]))
         for ax in axes[i]:
+            if masks is not None:
+                draw_outline(ax, masks[i])
             _off(ax)
         axes[i, 0].set_title(
             row_titles[i] if row_titles is not None else "", fontsize=8, loc="left"
@@ -558,6 +586,7 @@ def plot_paired_overlays(
 
 
 __all__ = [
+    "draw_outline",
     "overlay_cam",
     "plot_cam_overlays",
     "plot_cam_statistics",

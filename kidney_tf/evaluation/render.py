@@ -123,7 +123,8 @@ def report_document(metrics: dict[str, Any], classification_report: str = "") ->
         doc.warnings(
             cam.get("shortcut_warnings") or [],
             none_text="No shortcut pattern found: no class has most maps peaking in one grid "
-            "cell or outside the foreground.",
+            f"cell or outside the foreground (maps counted by {cam.get('target', 'predicted')} "
+            "class).",
         )
         if cam.get("n_foreground_missing"):
             doc.note(

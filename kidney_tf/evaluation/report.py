@@ -385,6 +385,10 @@ def evaluate_model(
         )
 
     raw_probs, labels, files, samples = [], [], [], []
+    # The map a CamFosteringModel fosters (its own method and layer, true class, native grid),
+    # next to the evaluated one, so a report shows when the two diverge.
+    own_maps = cams is not None and hasattr(model, "class_activation_maps")
+    own_entropy: list[np.ndarray] = []
     n_seen = 0
     for batch in ev.dataset:
         images, y, masks = _unpack(batch, ev.label_map, num_outputs)
@@ -397,6 +401,8 @@ def evaluate_model(
         scaled = apply_temperature(probs, temperature)
         pred = scaled.argmax(axis=1)
         if cams is not None and cams.remaining():
+            if own_maps:
+                own_entropy.append(_own_entropy(model, images[: cams.remaining()], y))
             cams.add(images, true=y, pred=pred, files=ids, masks=masks)
         _keep_samples(samples, images, y, n_seen, len(names))
         raw_probs.append(probs)
@@ -438,6 +444,17 @@ def evaluate_model(
             cams.add_extra_method(extra)
         metrics["cam"] = cams.summary()
         metrics["cam"].update(_faithfulness(model, cams))
+        if own_entropy:
+            values = np.concatenate(own_entropy)
+            metrics["cam"]["fostering_entropy"] = {
+                "mean": float(values.mean()),
+                "std": float(values.std()),
+                "n": int(values.size),
+                "method": getattr(model, "cam_method", None),
+                "layer": getattr(model, "cam_layer", None),
+                "target": "true",
+                "grid": "native",
+            }
         per_image = cams.per_image()
     else:
         metrics["cam"] = {"method": None, "n_images": 0}
@@ -469,6 +486,14 @@ def evaluate_model(
         out,
     )
     return _jsonable(metrics)
+
+
+def _own_entropy(model, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Entropy of a CamFosteringModel's own (penalised) map of the true class, native grid."""
+    from kidney_tf.explain.statistics import normalized_entropy
+
+    labels = np.asarray(labels[: len(images)], np.int32)
+    return normalized_entropy(model.class_activation_maps(images, labels)).numpy()
 
 
 def _class_names(model, class_names: Sequence[str] | None) -> list[str] | None:
@@ -608,7 +633,12 @@ def _write_figures(out, metrics, probs, raw, y_true, names, samples, cams, per_i
                 titles.append(_example_titles(ex, names, stats))
             name = f"cam_overlays_{m}.png"
             fig.plot_cam_overlays(
-                [ex.image for ex in cams.examples], maps, out / name, titles=titles, method=m
+                [ex.image for ex in cams.examples],
+                maps,
+                out / name,
+                titles=titles,
+                method=m,
+                masks=[ex.mask for ex in cams.examples],
             )
             written[f"cam_overlays_{m}"] = name
         if per_image and cams.n:
@@ -638,6 +668,16 @@ def _write_examples(path: Path, cams, names: Sequence[str]) -> None:
         entropy=[ex.stats.get("entropy", np.nan) for ex in cams.examples],
         radius=[ex.stats.get("radius", np.nan) for ex in cams.examples],
         snr=[ex.stats.get("snr", np.nan) for ex in cams.examples],
+        masks=resize_batch(
+            np.stack([_mask_or_zeros(ex) for ex in cams.examples]), size, nearest=True
+        ),
+    )
+
+
+def _mask_or_zeros(example) -> np.ndarray:
+    shape = example.image.shape[:2]
+    return (
+        np.zeros(shape, np.uint8) if example.mask is None else (example.mask > 0).astype(np.uint8)
     )
 
 

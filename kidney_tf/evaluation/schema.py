@@ -41,6 +41,9 @@ HEADLINE_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("weighted_f1", "weighted-F1", True, "classification"),
     MetricSpec("ece", "ECE (15 bins)", False, "calibration"),
     MetricSpec("entropy", "CAM normalised entropy", False, "cam"),
+    MetricSpec(
+        "fostering_entropy", "entropy of the fostered map (native, true class)", False, "cam"
+    ),
     MetricSpec("radius", "CAM radius", False, "cam"),
     MetricSpec("snr", "CAM SNR", True, "cam"),
     MetricSpec("snr_db", "CAM SNR [dB]", True, "cam"),
@@ -98,12 +101,14 @@ def save_cam_examples(
     entropy,
     radius,
     snr,
+    masks=None,
 ) -> None:
     """Write the few CAM examples a report keeps so ``compare`` can pair them without models.
 
     ``images`` uint8 ``[N, s, s, 3]`` (small), ``maps`` ``[N, s, s]`` in [0, 1] stored as
     float16, ``files`` the image ids (relative paths), labels/predictions class indices, and
-    the per-image entropy/radius/SNR of the report's main CAM method.
+    the per-image entropy/radius/SNR of the report's main CAM method; ``masks`` (optional,
+    ``[N, s, s]`` 0/1) the lesion masks, outlined in the paired overlays.
     """
     import numpy as np
 
@@ -122,6 +127,7 @@ def save_cam_examples(
             entropy=np.asarray(entropy, dtype=np.float32),
             radius=np.asarray(radius, dtype=np.float32),
             snr=np.asarray(snr, dtype=np.float32),
+            **({} if masks is None else {"masks": np.asarray(masks, dtype=np.uint8)}),
         )
 
 
@@ -141,6 +147,7 @@ def load_cam_examples(path) -> dict[str, Any]:
         out: dict[str, Any] = {k: data[k] for k in _EXAMPLE_ARRAYS}
         out["class_names"] = [str(c) for c in data["class_names"]]
         out["method"] = str(data["method"])
+        out["masks"] = data.get("masks")
     out["maps"] = out["maps"].astype(np.float32)
     return out
 

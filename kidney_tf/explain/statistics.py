@@ -317,8 +317,20 @@ def upsample_maps(maps, size: tuple[int, int] | tf.Tensor) -> tf.Tensor:
     maps = _as_maps(maps)
     if isinstance(size, (tuple, list)) and tuple(maps.shape[1:3]) == tuple(size):
         return maps
-    resized = tf.compat.v1.image.resize_bilinear(maps[..., tf.newaxis], size, align_corners=True)
-    return resized[..., 0]
+    size = tf.unstack(tf.convert_to_tensor(size, tf.int32))
+    rows = _interpolation_matrix(size[0], tf.shape(maps)[1])
+    cols = _interpolation_matrix(size[1], tf.shape(maps)[2])
+    return tf.einsum("Hh,bhw,Ww->bHW", rows, maps, cols)
+
+
+def _interpolation_matrix(out_size: tf.Tensor, in_size: tf.Tensor) -> tf.Tensor:
+    """``[out, in]`` linear interpolation weights, corners aligned (as ``zoom(order=1)``)."""
+    scale = tf.cast(in_size - 1, tf.float32) / tf.cast(tf.maximum(out_size - 1, 1), tf.float32)
+    position = tf.range(out_size, dtype=tf.float32) * scale
+    low = tf.minimum(tf.cast(tf.floor(position), tf.int32), in_size - 1)
+    high = tf.minimum(low + 1, in_size - 1)
+    frac = (position - tf.cast(low, tf.float32))[:, tf.newaxis]
+    return tf.one_hot(low, in_size) * (1.0 - frac) + tf.one_hot(high, in_size) * frac
 
 
 def mass_outside(maps, region) -> tf.Tensor:
@@ -381,11 +393,14 @@ def shortcut_warnings(
     threshold: float = 0.5,
     class_names: Sequence[str] | None = None,
     min_count: int = 3,
+    grouping: str = "class",
 ) -> list[ShortcutWarning]:
     """Warn when more than ``threshold`` of a class's maps peak in one grid cell or off the body.
 
     ``labels`` are class indices (true or predicted) or one-hot rows; classes with fewer than
-    ``min_count`` maps are not judged. ``str(warning)`` is a one-line explanation.
+    ``min_count`` maps are not judged. ``grouping`` names how the maps were grouped in the
+    message (e.g. ``"predicted class"``: the report groups maps by the class they explain).
+    ``str(warning)`` is a one-line explanation.
     """
     values = _maps_np(maps)
     labels = _label_indices(labels, len(values))
@@ -411,7 +426,7 @@ def shortcut_warnings(
                     count,
                     total,
                     (int(cell[0]), int(cell[1])),
-                    f"class {name}: {count}/{total} maps peak in grid cell (row {cell[0]}, "
+                    f"{grouping} {name}: {count}/{total} maps peak in grid cell (row {cell[0]}, "
                     f"col {cell[1]}) of {grid[0]}x{grid[1]}; the model may use a fixed "
                     "location (scanner table, text, border) instead of the anatomy",
                 )
@@ -426,7 +441,7 @@ def shortcut_warnings(
                         off,
                         total,
                         None,
-                        f"class {name}: {off}/{total} maps peak outside the body/brain; "
+                        f"{grouping} {name}: {off}/{total} maps peak outside the body/brain; "
                         "the model may rely on background shortcuts",
                     )
                 )
