@@ -449,9 +449,14 @@ class CamFosteringModel(Classifier):
         # iterator only to learn the input shapes, then restarts it: a reshuffling stream then
         # trains on its *second* shuffle order (unlike one device), and the draw all-reduces
         # the batch across workers. The dataset's element spec carries the same shapes.
+        # (Only the image of a dict input goes through the model itself.)
         adapter = getattr(iterator, "data_adapter", None)
         if data_batch is None and adapter is not None:
-            return super()._maybe_symbolic_build(data_batch=adapter.get_tf_dataset().element_spec)
+            spec = adapter.get_tf_dataset().element_spec
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(spec)
+            image = self._split_inputs(x)[0]
+            data_batch = (image, y) if sample_weight is None else (image, y, sample_weight)
+            return super()._maybe_symbolic_build(data_batch=data_batch)
         return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def train_step(self, data):
