@@ -87,13 +87,14 @@ _LAZY_ATTRS: dict[str, str] = {
     "evaluate_model": "kidney_tf.evaluation.report",
     "fit_model_temperature": "kidney_tf.evaluation.report",
     "compare_reports": "kidney_tf.evaluation.compare",
-    "plot_history": "kidney_tf.evaluation.figures",
+    "plot_history": "kidney_tf.utils.plots",
     "dataset_figures": "kidney_tf.evaluation.dataset_figures",
     "fit_temperature": "kidney_tf.evaluation.calibration",
     "apply_temperature": "kidney_tf.evaluation.calibration",
     "expected_calibration_error": "kidney_tf.evaluation.calibration",
     "export_saved_model": "kidney_tf.export.saved_model",
     "load_model": "kidney_tf._loading",
+    "custom_objects": "kidney_tf._loading",
 }
 
 __all__ = ["__version__", *sorted(_LAZY_ATTRS)]
@@ -110,3 +111,10 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY_ATTRS))
+
+
+# Keras finds kidney_tf's classes by name when it loads a .keras file (keras.models.load_model):
+# they are registered the moment Keras is imported, so this import stays TensorFlow-free.
+from kidney_tf._loading import install_keras_hook  # noqa: E402
+
+install_keras_hook()

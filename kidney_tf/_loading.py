@@ -1,9 +1,96 @@
-"""Loading saved kidney_tf models with every custom object registered."""
+"""Loading saved kidney_tf models, and registering the package's Keras classes with Keras.
+
+``import kidney_tf`` stays TensorFlow-free, yet ``keras.models.load_model("model.keras")`` finds
+``CamFosteringModel`` and the other custom classes: :func:`install_keras_hook` (run by the package
+import) registers them the moment Keras itself is imported (or at once, if it already is), the
+way keras-cv and keras-hub register theirs on import. Without ``import kidney_tf``, pass them to
+Keras: ``keras.models.load_model(path, custom_objects=kidney_tf.custom_objects())``.
+"""
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
+import importlib.util
 import os
+import sys
 from pathlib import Path
+from typing import Any
+
+# The modules that define (and register) kidney_tf's serialisable Keras classes.
+SERIALIZABLE_MODULES = (
+    "kidney_tf.models.preprocessing",
+    "kidney_tf.models.builders",
+    "kidney_tf.data.augment",
+    "kidney_tf.training.losses",
+    "kidney_tf.training.fostering",
+)
+
+
+def register_serializables() -> None:
+    """Import the modules that register kidney_tf's classes with Keras (imports TensorFlow)."""
+    for name in SERIALIZABLE_MODULES:
+        importlib.import_module(name)
+
+
+def custom_objects() -> dict[str, Any]:
+    """``{"kidney_tf>Name": class}`` for ``keras.models.load_model(..., custom_objects=...)``."""
+    import keras
+
+    register_serializables()
+    return {
+        name: obj
+        for name, obj in keras.saving.get_custom_objects().items()
+        if name.startswith("kidney_tf>")
+    }
+
+
+def _initializing(module) -> bool:
+    spec = getattr(module, "__spec__", None)
+    return bool(getattr(spec, "_initializing", False))
+
+
+def _register_after_keras() -> None:
+    # A kidney_tf module still being imported (its own ``import keras`` brought us here)
+    # registers its classes itself when it finishes; importing the others now could meet it
+    # half-initialised, so leave them to kidney_tf.load_model / the next attribute access.
+    if any(
+        name.startswith("kidney_tf.") and _initializing(module)
+        for name, module in list(sys.modules.items())
+    ):
+        return
+    register_serializables()
+
+
+class _KerasImportHook(importlib.abc.MetaPathFinder):
+    """Runs :func:`_register_after_keras` once the ``keras`` package has been executed."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "keras":
+            return None
+        sys.meta_path.remove(self)  # find the real spec with the other finders, once
+        spec = importlib.util.find_spec("keras")
+        if spec is None or spec.loader is None:
+            return None
+        loader = spec.loader
+        exec_module = loader.exec_module
+
+        def exec_and_register(module):
+            exec_module(module)
+            _register_after_keras()
+
+        loader.exec_module = exec_and_register
+        return spec
+
+
+def install_keras_hook() -> None:
+    """Register kidney_tf's Keras classes when Keras is imported (now, if it already is)."""
+    if "keras" in sys.modules:
+        if not _initializing(sys.modules["keras"]):
+            _register_after_keras()
+        return
+    if not any(isinstance(finder, _KerasImportHook) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _KerasImportHook())
 
 
 def load_model(path: str | os.PathLike, *, compile: bool = True):  # noqa: A002 - mirrors Keras
@@ -17,9 +104,7 @@ def load_model(path: str | os.PathLike, *, compile: bool = True):  # noqa: A002 
 
     import keras
 
-    # Importing these modules registers the package's serialisable classes with Keras.
-    import kidney_tf.training  # noqa: F401
-
+    register_serializables()
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: model file not found")

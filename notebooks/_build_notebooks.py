@@ -115,7 +115,7 @@ KIDNEY: list[Cell] = [
         from kidney_tf.data.splits import write_split_csv
         from kidney_tf.evaluation.compare import compare_reports
         from kidney_tf.evaluation.dataset_figures import dataset_figures
-        from kidney_tf.evaluation.figures import plot_history
+        from kidney_tf.utils.plots import plot_history
         from kidney_tf.pipelines.reproduce import PAPER_RESULTS, ReproduceConfig
         from kidney_tf.training.callbacks import cosine_schedule
 
@@ -520,7 +520,7 @@ BRAIN: list[Cell] = [
 
         import kidney_tf as ktf
         from kidney_tf.evaluation.dataset_figures import dataset_figures
-        from kidney_tf.evaluation.figures import plot_history
+        from kidney_tf.utils.plots import plot_history
         from kidney_tf.models.builders import set_backbone_trainable
         from kidney_tf.pipelines.reproduce import PAPER_RESULTS, ReproduceConfig
 

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kidney_tf.explain.statistics import normalized_entropy
 from kidney_tf.export.saved_model import (
     METADATA_DIR,
     METADATA_FILE,
@@ -56,15 +55,6 @@ def _images(n: int = 4, size: int = SIZE, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0, 255, (n, size, size, 3)).astype("float32")
 
 
-def _exact_cam(model: keras.Model, images: np.ndarray, class_ids: np.ndarray) -> np.ndarray:
-    """Reference CAM: features · W[:, c] of the logits layer, ReLU, bilinear upsample, max 1."""
-    features = keras.Model(model.inputs[0], model.get_layer("last_conv").output)(images).numpy()
-    weights = model.get_layer("logits").kernel.numpy()[:, class_ids].T  # [B, K]
-    cam = np.maximum(np.einsum("bhwk,bk->bhw", features, weights), 0)
-    cam = tf.image.resize(cam[..., None], images.shape[1:3]).numpy()[..., 0]
-    return cam / cam.max(axis=(1, 2), keepdims=True)
-
-
 # ----------------------------------------------------------------------- the fresh-process check
 
 SERVE_SCRIPT = textwrap.dedent(
@@ -86,7 +76,11 @@ SERVE_SCRIPT = textwrap.dedent(
     r = sig["predict_image_bytes"](image_bytes=tf.constant(files))
     out["bytes"] = r["probabilities"].numpy().tolist()
     e = sig["explain"](images=images)
-    out["explain"] = {k: e[k].numpy().tolist() for k in ("cam", "cam_entropy", "class_id")}
+    keys = ("cam", "cam_entropy", "cam_radius", "cam_snr", "class_id")
+    out["explain"] = {k: e[k].numpy().tolist() for k in keys}
+    png = tf.cast(tf.io.decode_png(open(files[0], "rb").read(), channels=3), tf.float32)
+    e = sig["explain"](images=png[tf.newaxis])
+    out["explain_file"] = {k: e[k].numpy().tolist() for k in keys if k != "cam"}
 
     errors = []
     for bad in (b"definitely not an image", files[0][: len(files[0]) // 3], b""):
@@ -186,17 +180,38 @@ def test_bad_bytes_are_request_errors_and_serving_continues(served):
 
 
 @pytest.mark.slow
-def test_explain_gives_the_exact_cam_and_its_entropy(served, model):
+def test_explain_gives_gradcam_plus_plus_and_the_evaluation_statistics(served, model):
+    from kidney_tf.explain.cams import compute_cams
+    from kidney_tf.explain.statistics import summarize_maps
+
     explain = served["explain"]
     cam = np.asarray(explain["cam"], dtype=np.float32)
     images = served["images"]
     assert cam.shape == (len(images), SIZE, SIZE)
     assert explain["class_id"] == served["sd"]["class_id"]
-    # GAP -> Dense head: Grad-CAM equals the exact class activation map once normalised.
-    reference = _exact_cam(model, images, np.asarray(explain["class_id"]))
+    # the map evaluate and `kidney-tf explain` compute with tf-keras-vis, and its statistics
+    reference = compute_cams(model, images, method="gradcam++", class_index=explain["class_id"])
     np.testing.assert_allclose(cam, reference, atol=1e-4)
-    np.testing.assert_allclose(cam.max(axis=(1, 2)), 1.0, atol=1e-6)
-    np.testing.assert_allclose(explain["cam_entropy"], normalized_entropy(cam).numpy(), atol=1e-6)
+    stats = summarize_maps(reference)["per_image"]
+    for key, name in (("cam_entropy", "entropy"), ("cam_radius", "radius"), ("cam_snr", "snr")):
+        np.testing.assert_allclose(explain[key], stats[name], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_served_cam_statistics_equal_kidney_tf_explain(served, model, tmp_path):
+    from kidney_tf.cli.main import main
+
+    path = tmp_path / "tiny.keras"
+    model.save(path)
+    out = tmp_path / "explain"
+    image = served["files"][0]  # a PNG at the model's input size: no crop, no resize
+    argv = ["explain", "--model", str(path), "--image", image, "--out", str(out)]
+    assert main([*argv, "--method", "gradcam++", "-q"]) == 0
+    stats = json.loads((out / "explanations.json").read_text())["images"][0]["statistics"]
+    served_stats = served["explain_file"]
+    assert abs(served_stats["cam_entropy"][0] - stats["entropy"]) < 1e-4
+    assert abs(served_stats["cam_radius"][0] - stats["radius"]) < 1e-4
+    assert abs(served_stats["cam_snr"][0] - stats["snr"]) < 1e-4 * max(1.0, stats["snr"])
 
 
 @pytest.mark.slow
@@ -387,9 +402,14 @@ def test_fostering_model_exports_its_cams_names_and_metadata(tmp_path):
     np.testing.assert_allclose(explained["probabilities"].numpy(), probabilities, atol=1e-5)
     ids = probabilities.argmax(axis=1)
     assert explained["class_name"].numpy().tolist() == [CLASSES[i].encode() for i in ids]
-    # the model's own class_activation_maps (the training CAM), upsampled and scaled to [0, 1]
-    cams = model.class_activation_maps(images, class_index=ids).numpy()
-    reference = tf.image.resize(cams[..., None], (SIZE, SIZE)).numpy()[..., 0]
-    reference /= reference.max(axis=(1, 2), keepdims=True)
-    np.testing.assert_allclose(explained["cam"].numpy(), reference, atol=1e-5)
-    np.testing.assert_allclose(reference, _exact_cam(model, images, ids), atol=1e-4)
+    # Grad-CAM++ as tf-keras-vis computes it (evaluate, `kidney-tf explain`); for this GAP head
+    # it is the fostering model's closed-form gradcam++ map, zoomed and scaled to [0, 1]
+    from kidney_tf.explain.cams import compute_cams
+    from kidney_tf.explain.maps import expand_cams, head_cams
+
+    reference = compute_cams(model, images, method="gradcam++", class_index=ids)
+    np.testing.assert_allclose(explained["cam"].numpy(), reference, atol=1e-4)
+    features = keras.Model(model.inputs[0], model.get_layer("last_conv").output)(images)
+    kernel = model.get_layer("logits").kernel.numpy()[:, ids].T
+    closed = expand_cams(head_cams(features, kernel, "gradcam++"), (SIZE, SIZE)).numpy()
+    np.testing.assert_allclose(closed, reference, atol=1e-4)

@@ -10,6 +10,7 @@ from PIL import Image
 
 from kidney_tf.evaluation import figures
 from kidney_tf.evaluation.calibration import reliability_data
+from kidney_tf.utils import plots
 
 CLASSES = ["Cyst", "Normal", "Stone", "Tumor"]
 
@@ -117,11 +118,11 @@ def test_plot_history_from_csv_and_dict(tmp_path):
             writer.writerow(
                 [e, 0.5 + e / 10, 1 - e / 10, 0.45 + e / 10, 1.1 - e / 10, 0.8 - e / 20]
             )
-    _assert_png(figures.plot_history(path, tmp_path / "curves.png"))
+    _assert_png(plots.plot_history(path, tmp_path / "curves.png"))
     hist = {"loss": [1.0, 0.8], "val_loss": [1.1, 0.9], "learning_rate": [1e-3, 1e-4]}
-    _assert_png(figures.plot_history(hist, tmp_path / "curves2.png"))
+    _assert_png(plots.plot_history(hist, tmp_path / "curves2.png"))
     with pytest.raises(FileNotFoundError, match="history"):
-        figures.plot_history(tmp_path / "missing.csv", tmp_path / "x.png")
+        plots.plot_history(tmp_path / "missing.csv", tmp_path / "x.png")
 
 
 def test_dataset_figures(tmp_path, toy):

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from kidney_tf.data.pixels import ImageReadError, scale_uint16
+
 #: Named windows: name -> (center, width) in HU. Source: Radiopaedia "Windowing (CT)".
 WINDOW_PRESETS: dict[str, tuple[float, float]] = {
     "kidney": (40.0, 400.0),
@@ -89,8 +91,6 @@ def is_dicom_file(path: str | os.PathLike) -> bool:
 
 
 def _error(path: str | os.PathLike, reason: str) -> Exception:
-    from kidney_tf.data.reading import ImageReadError
-
     return ImageReadError(path, reason)
 
 
@@ -249,9 +249,7 @@ def read_dicom(
     if pixels.ndim == 3:  # colour (RGB after pydicom's YBR conversion)
         if pixels.dtype == np.uint8:
             return np.ascontiguousarray(pixels)
-        from kidney_tf.data.reading import _scale_uint16
-
-        return _scale_uint16(np.clip(pixels, 0, 65535))
+        return scale_uint16(np.clip(pixels, 0, 65535))
     values = to_hounsfield(ds, pixels)
     try:
         center, width = resolve_window(window, ds, values)

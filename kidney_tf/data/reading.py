@@ -48,6 +48,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from kidney_tf.data.pixels import ImageReadError, scale_uint16
 from kidney_tf.utils.io import atomic_path
 from kidney_tf.utils.logging import get_logger
 
@@ -75,18 +76,6 @@ _JPEG_SCALES = (1, 2, 4, 8)
 _VALIDATE_SIDE = (
     64  # JPEG validation decodes at <= 1/8 scale: every entropy-coded byte is still read
 )
-
-
-class ImageReadError(ValueError):
-    """A file that cannot be read as an image. ``str(err)`` is ``"<path>: <reason>"``."""
-
-    def __init__(self, path: str | os.PathLike, reason: str) -> None:
-        self.path = os.fspath(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
-
-    def __reduce__(self):  # keep (path, reason) through pickling (process pools)
-        return (type(self), (self.path, self.reason))
 
 
 @dataclass(frozen=True)
@@ -243,18 +232,13 @@ def _decode(
     return image
 
 
-def _scale_uint16(values: np.ndarray) -> np.ndarray:
-    """Full uint16 range -> uint8: ``round(v * 255 / 65535)``."""
-    return ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-
-
 def _to_rgb(image: Image.Image, path: str | os.PathLike) -> np.ndarray:
     mode = image.mode
     if mode.startswith("I"):
         values = np.asarray(image)
         if mode == "I" and values.size and (values.min() < 0 or values.max() > 65535):
             raise ImageReadError(path, "32-bit integer pixels outside 0..65535 are not supported")
-        gray = _scale_uint16(values)
+        gray = scale_uint16(values)
         return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=-1))
     if mode == "F":
         raise ImageReadError(
@@ -314,19 +298,10 @@ def read_image(
         with _open(path) as image:
             array = _to_rgb(_decode(image, path, max_pixels, max_side), path)
     except ImageReadError as exc:
-        if "not a recognised image" in exc.reason and _has_dicom_magic(path):
+        if "not a recognised image" in exc.reason and _is_dicom_file(path):
             return _read_dicom_rgb(path, max_side=max_side, max_pixels=max_pixels)
         raise
     return _fit_side(array, max_side)
-
-
-def _has_dicom_magic(path: str | os.PathLike) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(128)
-            return fh.read(4) == b"DICM"
-    except OSError:
-        return False
 
 
 def _read_dicom_rgb(
@@ -404,7 +379,7 @@ def validate_image(
             if image.mode in ("F", "I"):  # pixel types read_image refuses
                 _to_rgb(image, path)
     except ImageReadError as exc:
-        if "not a recognised image" in exc.reason and _has_dicom_magic(path):
+        if "not a recognised image" in exc.reason and _is_dicom_file(path):
             return read_image(path, max_pixels=max_pixels).shape[:2]
         raise
     return height, width
@@ -803,3 +778,9 @@ def load_source(
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such dataset folder or manifest CSV")
     raise ValueError(f"{path}: not a dataset folder or a .csv manifest")
+
+
+def _is_dicom_file(path: str | os.PathLike) -> bool:
+    from kidney_tf.data.dicom import is_dicom_file
+
+    return is_dicom_file(path)

@@ -6,7 +6,7 @@ Modules (import what you need; nothing heavy is imported here):
   ``fit_model_temperature``;
 - ``calibration``: ECE (15 bins), reliability data, temperature scaling, ``apply_temperature``;
 - ``compare``: ``compare_reports`` (comparison.json/.md/.html, paired_overlays.png);
-- ``figures``: the PNG figures, ``plot_history`` for training curves;
+- ``figures``: the PNG figures, (training curves: ``kidney_tf.utils.plots``);
 - ``dataset_figures``: class distribution, samples, crop pairs, augmentation examples;
 - ``metrics``, ``cam_eval``, ``render``, ``html``, ``schema``: the building blocks.
 

@@ -9,8 +9,11 @@ objects). Signatures:
   same outputs; decoding, the paper's crop (when the model was trained with one) and the resize run
   inside the graph.
 - ``explain`` (unless ``include_explain=False``): ``images`` -> ``probabilities``, ``class_id``,
-  ``class_name``, ``cam`` float32 ``[B, H, W]`` (the predicted class's map, upsampled to the input
-  and scaled to [0, 1]) and ``cam_entropy`` float32 ``[B]`` (``normalized_entropy`` of ``cam``).
+  ``class_name``, ``cam`` float32 ``[B, H, W]`` (the predicted class's Grad-CAM++ map, upsampled
+  to the input and scaled to [0, 1], as ``kidney-tf evaluate``/``explain`` compute it with
+  tf-keras-vis) and its statistics as ``evaluate`` reports them, float32 ``[B]`` each:
+  ``cam_entropy`` (normalised entropy), ``cam_radius`` and ``cam_snr``
+  (:mod:`kidney_tf.explain.statistics`).
 
 Temperature scaling (``temperature=`` or ``model.metadata["temperature"]``) divides the logits
 before the softmax in every signature. ``DIR/<version>/assets.extra/kidney_tf_export.json``
@@ -37,7 +40,8 @@ import keras
 import tensorflow as tf
 
 from kidney_tf import __version__
-from kidney_tf.explain.statistics import normalized_entropy
+from kidney_tf.explain.maps import expand_cams, gradcam_plus_plus
+from kidney_tf.explain.statistics import cam_radius, cam_snr, normalized_entropy
 from kidney_tf.export.image_bytes import decode_image_batch
 from kidney_tf.models.builders import last_conv_layer_name
 from kidney_tf.models.heads import LOGITS_LAYER
@@ -278,15 +282,12 @@ class _ServingGraph:
             else None
         )
         self.cam_model = None
-        self.use_model_cams = False
         if settings.include_explain:
-            self.use_model_cams = callable(getattr(model, "class_activation_maps", None))
-            if not self.use_model_cams:
-                features = model.get_layer(settings.cam_layer).output
-                score = logits if logits is not None else _probability_output(model)
-                self.cam_model = keras.Model(
-                    inputs, [features, score, _probability_output(model)], name="export_cam"
-                )
+            features = model.get_layer(settings.cam_layer).output
+            score = logits if logits is not None else _probability_output(model)
+            self.cam_model = keras.Model(
+                inputs, [features, score, _probability_output(model)], name="export_cam"
+            )
         self.has_logits = logits is not None
 
     # -- probabilities -------------------------------------------------------------------------
@@ -327,31 +328,21 @@ class _ServingGraph:
 
     def explain(self, images):
         images = tf.cast(images, tf.float32)
-        if self.use_model_cams:
-            result = self.predict(images)
-            maps = self.model.class_activation_maps(images, class_index=result["class_id"])
-        else:
-            with tf.GradientTape() as tape:
-                features, score, probs = self.cam_model(images, training=False)
-                probabilities = self._calibrate(probs, score if self.has_logits else None)
-                result = self.outputs(probabilities)
-                selected = tf.gather(score, result["class_id"], axis=1, batch_dims=1)
-            # Grad-CAM; for a GAP -> Dense head it equals the exact CAM up to a positive scale.
-            grads = tf.cast(tape.gradient(selected, features), tf.float32)
-            weights = tf.reduce_mean(grads, axis=[1, 2])
-            maps = tf.einsum("bhwk,bk->bhw", tf.cast(features, tf.float32), weights)
-        cam = _normalise_cam(maps, self.settings.image_size)
-        return {**result, "cam": cam, "cam_entropy": normalized_entropy(cam)}
-
-
-def _normalise_cam(maps, image_size):
-    maps = tf.cast(maps, tf.float32)
-    if maps.shape.rank == 4:
-        maps = maps[..., 0]
-    maps = tf.nn.relu(maps)
-    maps = tf.image.resize(maps[..., tf.newaxis], list(image_size), method="bilinear")[..., 0]
-    peak = tf.reduce_max(maps, axis=[1, 2], keepdims=True)
-    return tf.clip_by_value(tf.math.divide_no_nan(maps, peak), 0.0, 1.0)
+        with tf.GradientTape() as tape:
+            features, score, probs = self.cam_model(images, training=False)
+            probabilities = self._calibrate(probs, score if self.has_logits else None)
+            result = self.outputs(probabilities)
+            # tf-keras-vis explains the pre-softmax score of the predicted (calibrated) class.
+            selected = tf.gather(score, result["class_id"], axis=1, batch_dims=1)
+        gradients = tape.gradient(selected, features)
+        cam = expand_cams(gradcam_plus_plus(features, gradients), self.settings.image_size)
+        return {
+            **result,
+            "cam": cam,
+            "cam_entropy": normalized_entropy(cam),
+            "cam_radius": cam_radius(cam),
+            "cam_snr": cam_snr(cam),
+        }
 
 
 def _find_logits(model):

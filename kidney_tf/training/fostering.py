@@ -65,6 +65,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from kidney_tf.explain.maps import head_cams
 from kidney_tf.explain.statistics import mass_outside, normalized_entropy
 from kidney_tf.models.builders import Classifier, last_conv_layer_name, logits_layer
 from kidney_tf.recipes import (
@@ -329,13 +330,7 @@ class CamFosteringModel(Classifier):
                 score = tf.gather(tf.cast(logits, tf.float32), indices, axis=1, batch_dims=1)
             gradients = inner.gradient(score, features)
             weights = tf.reduce_mean(gradients, axis=[1, 2])  # [B, K]
-        features = tf.cast(features, tf.float32)
-        weights = tf.cast(weights, tf.float32)
-        if self._cam_method == "gradcam++":
-            cams = tf.einsum("bhwk,bk->bhw", features, tf.nn.relu(weights))
-            return probabilities, cams - tf.reduce_min(cams, axis=[1, 2], keepdims=True)
-        cams = tf.nn.relu(tf.einsum("bhwk,bk->bhw", features, weights))
-        return probabilities, cams
+        return probabilities, head_cams(features, weights, self._cam_method)
 
     def class_activation_maps(self, images, class_index=None) -> tf.Tensor:
         """CAMs at the CAM layer's native grid: float32 ``[B, h, w]``, non-negative, unnormalised.

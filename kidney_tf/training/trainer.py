@@ -810,7 +810,7 @@ class _Run:
         if self.chief:
             write_json_atomic(self.run_dir / "test_metrics.json", test_metrics)
             if history:
-                from kidney_tf.evaluation.figures import plot_history
+                from kidney_tf.utils.plots import plot_history
 
                 plot_history(history_csv, self.run_dir / "curves.png")
             shutil.rmtree(backup_dir, ignore_errors=True)
