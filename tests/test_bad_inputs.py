@@ -82,7 +82,13 @@ def tree_state(root: Path) -> dict[str, tuple[str, int, int]]:
 
 def leftovers(root: Path) -> list[str]:
     """Temporary files of interrupted atomic writes (``.<name>.*``) anywhere under ``root``."""
-    return sorted(str(p) for p in root.rglob(".*") if not p.name.startswith(".write-probe"))
+    from kidney_tf.utils.io import OUTPUT_MARKER
+
+    return sorted(
+        str(p)
+        for p in root.rglob(".*")
+        if not p.name.startswith(".write-probe") and p.name != OUTPUT_MARKER
+    )
 
 
 @contextlib.contextmanager
@@ -571,3 +577,37 @@ def test_train_evaluate_crop_skip_bad_files_and_never_touch_inputs(tmp_path, cap
     assert tree_state(root) == before
     for folder in (run, report, cropped):
         assert leftovers(folder) == [], folder
+
+
+# ------------------------------------------------------- verify: blank images, stray files
+
+
+def test_verify_warns_about_blank_images_and_stray_files(tmp_path, capsys):
+    from kidney_tf.data.verify import verify_dataset
+
+    root = make_tree(tmp_path / "data", per_class=3)
+    Image.fromarray(np.zeros((SIZE, SIZE), np.uint8)).save(root / "a" / "black.png")
+    Image.fromarray(np.full((SIZE, SIZE, 3), 200, np.uint8)).save(
+        root / "b" / "grey.jpg", quality=100
+    )
+    (root / "b" / "README.txt").write_text("how I collected these\n")
+    report = verify_dataset(root)
+    warnings = {issue.code: issue for issue in report.warnings}
+    constant = warnings["constant_images"]
+    assert constant.details["count"] == 2
+    assert sorted(Path(p).name for p in constant.details["examples"]) == ["black.png", "grey.jpg"]
+    assert any("README.txt" in w.message and "non-image" in w.message for w in report.warnings)
+    assert report.exit_code == 1
+    code, out, _ = run_cli(capsys, "data", "verify", "--root", root)
+    assert code == 1 and "single pixel value" in out and "README.txt" in out
+
+    clean = make_tree(tmp_path / "clean", per_class=3)
+    assert "constant_images" not in verify_dataset(clean).codes()
+
+
+def test_evaluate_names_a_missing_model_first(tmp_path, capsys):
+    missing = tmp_path / "nope.keras"
+    code, _, err = run_cli(capsys, "evaluate", "--model", missing, "--out", tmp_path / "r")
+    assert code == 2
+    assert err.strip() == f"kidney-tf evaluate: error: {missing}: model not found (--model)"
+    assert not (tmp_path / "r").exists()

@@ -11,6 +11,7 @@ from PIL import Image
 
 from kidney_tf.cli.main import main
 from kidney_tf.models.builders import Classifier
+from kidney_tf.utils.io import OUTPUT_MARKER
 
 SIZE = 32
 CLASSES = ["Cyst", "Normal", "Stone"]
@@ -70,7 +71,8 @@ def test_explain_writes_overlays_and_json(model_path, image_dir, tmp_path):
     maps = np.load(out / "maps.npz")["maps"]
     assert maps.shape == (2, SIZE, SIZE) and maps.dtype == np.float32
     assert {p: p.read_bytes() for p in image_dir.iterdir()} == before  # inputs untouched
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+    hidden = [p.name for p in out.iterdir() if p.name.startswith(".")]
+    assert hidden == [OUTPUT_MARKER]  # no temp files left, only the guard's marker
 
 
 def test_explain_folder_with_class_name_and_method(model_path, image_dir, tmp_path):
@@ -99,7 +101,7 @@ def test_explain_errors_are_one_line(model_path, image_dir, tmp_path, capsys, ex
         "--image",
         str(image_dir),
         "--out",
-        str(tmp_path),
+        str(tmp_path / "out"),
     ]
     assert main([*args, *extra]) == 2
     assert message in capsys.readouterr().err

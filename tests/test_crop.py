@@ -338,7 +338,7 @@ def test_cli_crops_a_tree_without_touching_src(tmp_path, brain_mri_sample, capsy
 
     # A second run into the non-empty output is refused, then allowed with --overwrite.
     assert main(["data", "crop", "--src", str(src), "--dst", str(dst), "-q"]) == 2
-    assert "not empty" in capsys.readouterr().err
+    assert "already exists (pass --overwrite" in capsys.readouterr().err
     assert main(["data", "crop", "--src", str(src), "--dst", str(dst), "--overwrite", "-q"]) == 0
     assert tree_hash(src) == before
 

@@ -288,8 +288,47 @@ def test_versions_auto_and_explicit(tmp_path):
     assert resolve_version_dir(base, "auto") == base / "8"
     assert resolve_version_dir(base, 3) == base / "3"
     assert resolve_version_dir(base / "2") == base / "2"
-    with pytest.raises(ValueError, match="non-negative integer"):
-        resolve_version_dir(base, "v2")
+    for bad in ("v2", "0", -1, 0, "01", "1.5", True):
+        with pytest.raises(ValueError, match="positive integer"):
+            resolve_version_dir(base, bad)
+    for bad in ("notes.png", "0", "v1", "latest"):
+        with pytest.raises(ValueError, match="version folder must be a positive integer"):
+            resolve_version_dir(base / bad)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError, match="a file is there"):
+        resolve_version_dir(tmp_path / "file", "auto")
+
+
+def test_cli_export_never_replaces_a_user_path(model, tmp_path, capsys):
+    """Case 2 of issue 15: --out onto a file, a non-numeric or foreign folder is refused."""
+    from kidney_tf.cli.main import main
+
+    model_path = tmp_path / "tiny.keras"
+    model.save(model_path)
+    notes = tmp_path / "notes.png"
+    notes.write_bytes(b"my notes")
+    user = tmp_path / "serving" / "1"
+    user.mkdir(parents=True)
+    (user / "thesis.txt").write_text("mine")
+    export = ["export", "--model", str(model_path), "--overwrite", "--no-explain", "--out"]
+    for argv in (
+        [str(notes)],
+        [str(notes), "--version", "auto"],
+        [str(tmp_path / "serving"), "--version", "0"],
+        [str(tmp_path / "serving"), "--version", "v2"],
+        [str(user)],
+        [str(tmp_path / "serving"), "--version", "1"],
+        [str(tmp_path)],
+    ):
+        assert main([*export, *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("kidney-tf export: error: ") and err.count("\n") == 1, err
+    assert notes.read_bytes() == b"my notes" and (user / "thesis.txt").read_text() == "mine"
+    assert sorted(p.name for p in (tmp_path / "serving").iterdir()) == ["1"]
+    # an earlier export is replaced with --overwrite
+    assert main([*export, str(tmp_path / "serving"), "--version", "2"]) == 0
+    assert main([*export, str(tmp_path / "serving" / "2")]) == 0
+    assert "serving/2" in capsys.readouterr().out
 
 
 def test_temperature_scales_logits_in_every_signature(model, tmp_path):

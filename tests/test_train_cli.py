@@ -114,9 +114,9 @@ def test_output_folder_that_is_a_file_or_unwritable_fails_fast(phantoms, tmp_pat
     target = tmp_path / "results.txt"
     target.write_text("keep me")
     line = _fail(capsys, "--data", str(phantoms), "--out", str(target))
-    assert "results.txt: --out must be a folder, but a file is there" in line
+    assert "results.txt: a file is there, not an output folder" in line
     line = _fail(capsys, "--data", str(phantoms), "--out", str(target / "run"))
-    assert "cannot create the run folder" in line and "is a file" in line
+    assert "cannot create the folder" in line and "results.txt is a file" in line
     assert target.read_text() == "keep me"
 
 

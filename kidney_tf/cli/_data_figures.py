@@ -49,9 +49,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from kidney_tf.evaluation.dataset_figures import dataset_figures
+    from kidney_tf.utils.io import check_output_dir, input_tree, mark_output_dir
 
     if args.n_augment < 0:
         raise CliError(f"--n-augment must be >= 0, got {args.n_augment}")
+    data = input_tree(args.data or args.manifest)
+    check_output_dir(args.out, "data figures", inputs=[data], markers=("dataset_figures.json",))
+    mark_output_dir(args.out, "data figures")
     summary = dataset_figures(
         args.data or args.manifest,
         args.out,

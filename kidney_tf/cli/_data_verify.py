@@ -76,7 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from kidney_tf.data.duplicates import DEFAULT_MAX_DISTANCE
     from kidney_tf.data.manifests import list_manifests, load_manifest
-    from kidney_tf.data.verify import verify_dataset
+    from kidney_tf.data.verify import is_verify_report, verify_dataset
+    from kidney_tf.utils.io import check_output_file, input_tree
 
     if args.list_manifests:
         for name in list_manifests():
@@ -91,6 +92,9 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--max-distance must be >= 0, got {max_distance}")
     if args.no_duplicates and args.max_distance is not None:
         raise CliError("--max-distance has no effect with --no-duplicates")
+    if args.json:  # before minutes of hashing: never onto an input or a file of the user's
+        inputs = [input_tree(args.root), args.split_csv, args.manifest]
+        check_output_file(args.json, inputs=inputs, is_own=is_verify_report, what="report")
     report = verify_dataset(
         args.root,
         args.manifest,

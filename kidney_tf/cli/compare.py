@@ -47,7 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from kidney_tf.evaluation.compare import compare_reports
+    from kidney_tf.utils.io import check_output_dir, mark_output_dir
 
+    inputs = [args.report_a, args.report_b]
+    check_output_dir(args.out, "compare", inputs=inputs, markers=("comparison.json",))
+    mark_output_dir(args.out, "compare")
     result = compare_reports(
         args.report_a,
         args.report_b,

@@ -16,6 +16,8 @@ from kidney_tf.recipes import (
     SPLITS,
 )
 
+COMMAND = "evaluate"
+
 EXAMPLES = """\
 examples:
   # evaluate on the exact test split used in training (RUN/split.csv next to the model)
@@ -157,15 +159,20 @@ def _temperature(value: str | None) -> float | str | None:
 def run(args: argparse.Namespace) -> int:
     from kidney_tf._loading import load_model
     from kidney_tf.evaluation.report import evaluate_model, model_input_size
+    from kidney_tf.utils.io import check_output_dir, input_tree, mark_output_dir
     from kidney_tf.utils.logging import get_logger
 
     log = get_logger("kidney_tf.cli.evaluate")
     model_path = Path(args.model)
+    if not model_path.exists():
+        raise FileNotFoundError(f"{model_path}: model not found (--model)")
     if args.batch_size < 1:
         raise CliError(f"--batch-size must be >= 1, got {args.batch_size}")
     run_cfg = _run_config(model_path)
     source, fixed_split, data_root = _source(args, model_path, run_cfg)
     temperature = _temperature(args.temperature)
+    inputs = [model_path, source if fixed_split else input_tree(source), data_root]
+    check_output_dir(args.out, COMMAND, inputs=inputs, markers=("metrics.json", "report.html"))
     model = load_model(model_path, compile=False)
     size = model_input_size(model)
     if args.image_size is not None and size is not None and args.image_size != size[0]:
@@ -193,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
         seed,
     )
     extra = tuple(m.strip() for m in args.extra_methods.split(",") if m.strip())
+    mark_output_dir(args.out, COMMAND)
     metrics = evaluate_model(
         model,
         source,

@@ -187,14 +187,22 @@ def run(args: argparse.Namespace) -> int:
     from kidney_tf.data.reading import read_image
     from kidney_tf.explain.cams import CamExplainer
     from kidney_tf.explain.statistics import shortcut_warnings, summarize_maps, to_jsonable
-    from kidney_tf.utils.io import atomic_path, ensure_writable_dir, write_json_atomic
+    from kidney_tf.utils.io import (
+        atomic_path,
+        check_output_dir,
+        ensure_writable_dir,
+        mark_output_dir,
+        write_json_atomic,
+    )
     from kidney_tf.utils.logging import get_logger
 
     log = get_logger("kidney_tf.cli.explain")
     if args.batch_size < 1:
         raise CliError(f"--batch-size must be >= 1, got {args.batch_size}")
     paths = _image_paths(args.image)
-    out_dir = ensure_writable_dir(args.out)
+    inputs = [args.model, *args.image]
+    check_output_dir(args.out, "explain", inputs=inputs, markers=("explanations.json",))
+    out_dir = mark_output_dir(ensure_writable_dir(args.out), "explain")
     names = _output_names(paths, args.method)
     inputs = {p.resolve() for p in paths}
     for name in (*names, "explanations.json", "maps.npz"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from kidney_tf.cli.main import CliError, add_common_arguments
+from kidney_tf.cli.main import add_common_arguments
 from kidney_tf.recipes import CROP_CHOICES
 
 EXAMPLES = """\
@@ -40,7 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", required=True, help="version folder BASE/<N>, or BASE together with --version"
     )
-    p.add_argument("--version", help="write BASE/<VERSION>; 'auto' picks the next free number")
+    p.add_argument(
+        "--version",
+        help="write BASE/<VERSION> (a positive integer); 'auto' picks the next free number",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing version folder")
     p.add_argument("--no-explain", action="store_true", help="leave out the explain signature")
     p.add_argument("--class-names", help="comma-separated class names (default: from the model)")
@@ -58,22 +61,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from kidney_tf._loading import load_model
     from kidney_tf.export.saved_model import (
+        check_export_target,
         export_saved_model,
         read_export_metadata,
         resolve_version_dir,
     )
 
-    version = args.version
-    if version is not None and version != "auto":
-        if not version.isdigit():
-            raise CliError(f"--version must be a non-negative integer or 'auto', got {version!r}")
-        version = int(version)
     class_names = None
     if args.class_names:
         class_names = [n.strip() for n in args.class_names.split(",") if n.strip()]
-    target = resolve_version_dir(args.out, version)
-    if target.exists() and not args.overwrite:
-        raise FileExistsError(f"{target}: already exists (pass --overwrite to replace it)")
+    target = resolve_version_dir(args.out, args.version)
+    check_export_target(target, overwrite=args.overwrite, source=args.model)
 
     model = load_model(args.model, compile=False)
     path = export_saved_model(

@@ -130,6 +130,11 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
 
 
 def run_pipeline(pipeline: str, args: argparse.Namespace, *, quick: bool, data) -> int:
+    from kidney_tf.utils.io import check_output_dir, input_tree, mark_output_dir
+
+    # demo and reproduce share run folders (demo = reproduce kidney-cam-fostering --quick)
+    check_output_dir(args.out, "reproduce", inputs=[input_tree(data)], markers=("stages",))
+    mark_output_dir(args.out, "reproduce")
     from kidney_tf.pipelines.reproduce import reproduce, summary_table
 
     overrides = overrides_from_args(args)

@@ -40,7 +40,13 @@ import numpy as np
 
 from kidney_tf.data.reading import read_image, read_mask, supported_extensions
 from kidney_tf.recipes import CROP_MODES, check_choice
-from kidney_tf.utils.io import atomic_dir, atomic_path, write_text_atomic
+from kidney_tf.utils.io import (
+    atomic_dir,
+    atomic_path,
+    check_output_dir,
+    mark_output_dir,
+    write_text_atomic,
+)
 from kidney_tf.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -57,6 +63,7 @@ BODY_REFERENCE_SIZE = 512
 _WRITABLE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MANIFEST_NAME = "manifest.csv"
 BOXES_NAME = "crop_boxes.csv"
+COMMAND = "data crop"  # the owner recorded in the output folder (utils.io.check_output_dir)
 
 
 @dataclasses.dataclass
@@ -529,10 +536,10 @@ def _check_folders(src: Path, dst: Path, overwrite: bool) -> None:
         raise ValueError(f"{dst}: the output folder may not be inside the source folder {src}")
     if _is_within(src_r, dst_r):
         raise ValueError(f"{dst}: the output folder may not contain the source folder {src}")
-    if dst.exists() and not dst.is_dir():
-        raise FileExistsError(f"{dst}: exists and is not a folder")
-    if dst.is_dir() and any(dst.iterdir()) and not overwrite:
-        raise FileExistsError(f"{dst}: output folder is not empty (pass --overwrite to replace it)")
+    # Only an earlier crop output is ever replaced, and only with overwrite.
+    check_output_dir(
+        dst, COMMAND, inputs=[src], replace=True, overwrite=overwrite, markers=(BOXES_NAME,)
+    )
 
 
 def _is_mask_path(rel: Path) -> bool:
@@ -629,6 +636,7 @@ def crop_folder(
     used_masks: set[Path] = set()
     box_rows = ["path,width,height,x0,y0,x1,y1,fallback,reason"]
     with atomic_dir(dst, overwrite=dst.exists()) as tmp:
+        mark_output_dir(tmp, COMMAND)
         for rel in tqdm(images, desc=f"{mode} crop", unit="img", disable=not progress):
             try:
                 image = read_image(src / rel)

@@ -60,6 +60,7 @@ class DuplicateReport:
     groups: list[list[str]]
     max_distance: int
     bad_files: list[BadFile] = field(default_factory=list)
+    constant: list[str] = field(default_factory=list)  # one pixel value: blank, all black
 
     @property
     def exact_pairs(self) -> list[DuplicatePair]:
@@ -76,6 +77,7 @@ class DuplicateReport:
             "pairs": [asdict(p) for p in self.pairs],
             "groups": self.groups,
             "bad_files": [asdict(b) for b in self.bad_files],
+            "constant_images": self.constant,
         }
 
 
@@ -185,15 +187,17 @@ def _groups(n: int, i: np.ndarray, j: np.ndarray) -> list[list[int]]:
 
 def _hash_one(
     path: str, hash_size: int
-) -> tuple[imagehash.ImageHash | None, str | None, BadFile | None]:
+) -> tuple[imagehash.ImageHash | None, str | None, BadFile | None, bool]:
+    """``(phash, sha256, bad file, constant)`` of one file; constant: a single pixel value."""
     try:
         sha = file_sha256(path)
-        phash = image_hash(path, hash_size=hash_size)
+        image = read_image(path, max_side=HASH_SIDE)
+        phash = image_hash(image, hash_size=hash_size)
     except ImageReadError as exc:
-        return None, None, BadFile(path, exc.reason)
+        return None, None, BadFile(path, exc.reason), False
     except OSError as exc:
-        return None, None, BadFile(path, f"cannot read file ({exc.strerror or exc})")
-    return phash, sha, None
+        return None, None, BadFile(path, f"cannot read file ({exc.strerror or exc})"), False
+    return phash, sha, None, bool(image.min() == image.max())
 
 
 def find_duplicates(
@@ -248,4 +252,5 @@ def find_duplicates(
         groups=groups,
         max_distance=max_distance,
         bad_files=bad_files,
+        constant=[p for p, r in zip(paths, results) if r[3]],
     )

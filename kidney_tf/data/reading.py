@@ -473,9 +473,11 @@ def _scan_classes(
                 f"{class_dir}: {len(subdirs)} sub-folder(s) ignored (only files directly in a "
                 f"class folder are read; e.g. {subdirs[0].name})"
             )
-        others = len(files) - len(images) - len(skipped_dicom)
+        others = [f for f in files if f not in images and f not in skipped_dicom]
         if others:
-            logger.debug("%s: %d non-image file(s) ignored", class_dir, others)
+            notes.append(
+                f"{class_dir}: {len(others)} non-image file(s) ignored (e.g. {others[0].name})"
+            )
         if not images:
             notes.append(f"{class_dir}: empty class folder (no image files); class left out")
             continue

@@ -20,6 +20,7 @@ Usage::
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -36,7 +37,7 @@ from kidney_tf.data.reading import (
     load_source,
     read_manifest,
 )
-from kidney_tf.utils.io import write_json_atomic
+from kidney_tf.utils.io import check_output_file, input_tree, write_json_atomic
 from kidney_tf.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -124,7 +125,10 @@ class VerifyReport:
         }
 
     def write_json(self, path: str | os.PathLike) -> Path:
-        """Write :meth:`to_dict` atomically."""
+        """Write :meth:`to_dict` atomically (only onto a new file or an earlier report)."""
+        check_output_file(
+            path, inputs=[input_tree(self.data_root)], is_own=is_verify_report, what="report"
+        )
         return write_json_atomic(path, self.to_dict())
 
     def summary(self) -> str:
@@ -355,6 +359,16 @@ def _check_duplicates(
 ) -> tuple[dict[str, Any], dict[str, Any], list[BadFile]]:
     by_path = {r.path: r for r in scan.records}
     report = find_duplicates(list(by_path), max_distance=max_distance, workers=workers)
+    if report.constant:
+        issues.append(
+            Issue(
+                "warning",
+                "constant_images",
+                f"{len(report.constant)} image(s) hold a single pixel value (blank or all black; "
+                f"nothing to learn from), e.g. {report.constant[0]}",
+                _examples(report.constant),
+            )
+        )
     cross, within, conflicts = [], [], []
     for pair in report.pairs:
         a, b = by_path[pair.a], by_path[pair.b]
@@ -457,6 +471,15 @@ def _check_duplicates(
         "within_split_pairs": len(within),
     }
     return summary, leakage, report.bad_files
+
+
+def is_verify_report(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a JSON report written by :meth:`VerifyReport.write_json`."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and {"ok", "source", "data_root", "issues"} <= set(data)
 
 
 def verify_dataset(

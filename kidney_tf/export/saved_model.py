@@ -46,7 +46,7 @@ from kidney_tf.export.image_bytes import decode_image_batch
 from kidney_tf.models.builders import last_conv_layer_name
 from kidney_tf.models.heads import LOGITS_LAYER
 from kidney_tf.recipes import parse_crop
-from kidney_tf.utils.io import atomic_dir, write_json_atomic
+from kidney_tf.utils.io import atomic_dir, check_output_dir, write_json_atomic
 from kidney_tf.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -96,16 +96,7 @@ def export_saved_model(
     replaced with ``overwrite=True``.
     """
     target = resolve_version_dir(out_dir, version)
-    if not target.name.isdigit():
-        log.warning(
-            "%s: TensorFlow Serving only loads numeric version folders (BASE/1, BASE/2, ...); "
-            "pass BASE/<version> or version='auto'",
-            target,
-        )
-    if target.exists() and not overwrite:
-        raise FileExistsError(
-            f"{target}: already exists (pass overwrite=True / --overwrite to replace it)"
-        )
+    check_export_target(target, overwrite=overwrite, source=source)
     settings = resolve_settings(
         model,
         class_names=class_names,
@@ -134,20 +125,47 @@ def _make_readable(root: Path) -> None:
 
 
 def resolve_version_dir(out_dir: str | os.PathLike, version: int | str | None = None) -> Path:
-    """``BASE/<version>`` from ``out_dir`` and ``version`` (see :func:`export_saved_model`)."""
+    """``BASE/<version>`` from ``out_dir`` and ``version`` (see :func:`export_saved_model`).
+
+    Version folders are positive integers (what TF Serving loads); anything else is refused.
+    """
     out_dir = Path(out_dir)
     if version is None:
+        if not _is_version(out_dir.name):
+            raise ValueError(
+                f"{out_dir}: the version folder must be a positive integer (TF Serving loads "
+                "BASE/1, BASE/2, ...); pass --out BASE/<N> or --out BASE --version auto|N"
+            )
         return out_dir
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir}: a file is there, not a model base folder")
     if version == "auto":
-        existing = [int(p.name) for p in out_dir.glob("*") if p.is_dir() and p.name.isdigit()]
+        existing = [int(p.name) for p in out_dir.glob("*") if p.is_dir() and _is_version(p.name)]
         return out_dir / str(max(existing, default=0) + 1)
-    try:
-        number = int(version)
-    except (TypeError, ValueError):
-        number = -1
-    if number < 0 or str(version).strip() != str(number):
-        raise ValueError(f"version must be a non-negative integer or 'auto', got {version!r}")
-    return out_dir / str(number)
+    if isinstance(version, bool) or not _is_version(str(version)):
+        raise ValueError(f"version must be a positive integer or 'auto', got {version!r}")
+    return out_dir / str(int(version))
+
+
+def _is_version(name: str) -> bool:
+    return name.isascii() and name.isdigit() and int(name) > 0 and name == str(int(name))
+
+
+def check_export_target(
+    target: str | os.PathLike, *, overwrite: bool = False, source: str | os.PathLike | None = None
+) -> Path:
+    """Refuse a version folder that is not new, empty or (with ``overwrite``) an earlier export.
+
+    Usage: ``check_export_target(resolve_version_dir("serving/kidney", "auto"))``.
+    """
+    return check_output_dir(
+        target,
+        "export",
+        inputs=[source],
+        replace=True,
+        overwrite=overwrite,
+        markers=(f"{METADATA_DIR}/{METADATA_FILE}",),
+    )
 
 
 def read_export_metadata(export_dir: str | os.PathLike) -> dict[str, Any]:
@@ -436,6 +454,7 @@ __all__ = [
     "METADATA_FILE",
     "SIGNATURES",
     "ExportSettings",
+    "check_export_target",
     "export_saved_model",
     "read_export_metadata",
     "resolve_settings",

@@ -60,7 +60,14 @@ from kidney_tf.recipes import (
     default_image_size,
     parse_crop,
 )
-from kidney_tf.utils.io import atomic_path, ensure_writable_dir, write_json_atomic
+from kidney_tf.utils.io import (
+    atomic_path,
+    check_output_dir,
+    ensure_writable_dir,
+    input_tree,
+    mark_output_dir,
+    write_json_atomic,
+)
 from kidney_tf.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -680,7 +687,9 @@ def train(config: TrainConfig, *, model_fn: ModelFn | None = None) -> TrainResul
     """
     config = config.normalized()
     config.validate()
-    run_dir = prepare_run_dir(config.out)
+    inputs = [input_tree(config.data), config.init, config.split_csv]
+    check_output_dir(config.out, "train", inputs=inputs, markers=("config.json",))
+    run_dir = mark_output_dir(prepare_run_dir(config.out), "train")
     resumed = _check_resume(run_dir, config)
 
     import keras
