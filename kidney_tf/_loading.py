@@ -14,6 +14,7 @@ import importlib.abc
 import importlib.util
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,9 @@ def load_model(path: str | os.PathLike, *, compile: bool = True):  # noqa: A002 
     if path.suffix == ".keras" and not zipfile.is_zipfile(path):
         raise ValueError(f"{path}: not a Keras model file (a .keras file is a zip archive)")
     try:
-        return keras.models.load_model(path, compile=compile, safe_mode=True)
+        with warnings.catch_warnings():
+            # kidney_tf saves models without optimizer state (training.callbacks.save_model_file)
+            warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
+            return keras.models.load_model(path, compile=compile, safe_mode=True)
     except Exception as exc:  # Keras raises many types for bad archives; name the file once.
         raise ValueError(f"{path}: could not load model: {exc}") from exc

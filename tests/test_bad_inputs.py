@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -611,3 +612,68 @@ def test_evaluate_names_a_missing_model_first(tmp_path, capsys):
     assert code == 2
     assert err.strip() == f"kidney-tf evaluate: error: {missing}: model not found (--model)"
     assert not (tmp_path / "r").exists()
+
+
+# ------------------------------------------- argument errors before TensorFlow; no TF noise
+
+REPO = Path(__file__).resolve().parents[1]
+POISON = "raise ImportError('tensorflow was imported')\n"
+
+
+def _kidney_tf(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "kidney_tf", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+    )
+
+
+def test_argument_errors_come_before_tensorflow_is_imported(tmp_path):
+    poison = tmp_path / "poison"
+    for name in ("tensorflow", "keras"):
+        (poison / name).mkdir(parents=True)
+        (poison / name / "__init__.py").write_text(POISON)
+    env = {"PYTHONPATH": os.pathsep.join([str(poison), str(REPO)])}
+    data = make_tree(tmp_path / "data", per_class=1)
+    train = ("train", "--data", data, "--out", tmp_path / "run")
+    cases = {
+        ("--epochs", "0"): "argument --epochs: must be >= 1, got 0",
+        (
+            "--init",
+            tmp_path / "missing.keras",
+        ): f"argument --init: {tmp_path / 'missing.keras'}: not found",
+        ("--batch-size", "many"): "argument --batch-size: expected an integer, got 'many'",
+        ("--lr", "-1"): "argument --lr: must be a finite number > 0",
+    }
+    for extra, message in cases.items():
+        proc = _kidney_tf(*train, *extra, env=env)
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("kidney-tf train: error: "), proc.stderr
+        assert message in lines[0]
+    proc = _kidney_tf("train", "--data", tmp_path / "nowhere", "--out", tmp_path / "r", env=env)
+    assert proc.returncode == 2 and "nowhere: not found" in proc.stderr
+    # control: the poisoned package really stops anything that imports TensorFlow
+    control = _kidney_tf("train", "--data", data, "--out", tmp_path / "run", env=env)
+    assert control.returncode != 0 and "tensorflow was imported" in control.stderr
+    assert not (tmp_path / "run").exists()
+
+
+NATIVE_LOG = re.compile(r"^[IWEF]\d{4} |absl::InitializeLog|cuInit|cudart_stub", re.M)
+
+
+@pytest.mark.slow
+def test_commands_print_no_tensorflow_startup_noise(tmp_path):
+    tiny_model().save(tmp_path / "m.keras")
+    export = ("export", "--model", tmp_path / "m.keras", "--out", tmp_path / "s", "--version")
+    proc = _kidney_tf(*export, "auto", "--no-explain", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert NATIVE_LOG.search(proc.stderr) is None, proc.stderr
+    assert (tmp_path / "s" / "1" / "saved_model.pb").is_file()
+    failed = _kidney_tf("export", "--model", tmp_path / "none.keras", "--out", tmp_path / "s" / "2")
+    assert failed.returncode == 2
+    assert failed.stderr.strip().splitlines() == [
+        f"kidney-tf export: error: {tmp_path / 'none.keras'}: file not found"
+    ]

@@ -452,3 +452,162 @@ def test_fostering_model_exports_its_cams_names_and_metadata(tmp_path):
     kernel = model.get_layer("logits").kernel.numpy()[:, ids].T
     closed = expand_cams(head_cams(features, kernel, "gradcam++"), (SIZE, SIZE)).numpy()
     np.testing.assert_allclose(closed, reference, atol=1e-4)
+
+
+# ------------------------------------------------------ serving contract (issue 15, 4 and 5)
+
+
+def test_every_signature_checks_each_request_and_keeps_serving(exported):
+    sig = tf.saved_model.load(str(exported)).signatures
+    good = tf.constant(_images(2))
+    expected = f"must be float32 [batch, {SIZE}, {SIZE}, 3]"
+    for name in ("serving_default", "explain"):
+        for bad, shape in (
+            (np.zeros((1, 16, 16, 3), np.float32), "[1, 16, 16, 3]"),
+            (np.zeros((1, SIZE, SIZE, 1), np.float32), f"[1, {SIZE}, {SIZE}, 1]"),
+            (np.zeros((2, SIZE, 64, 3), np.float32), f"[2, {SIZE}, 64, 3]"),
+        ):
+            with pytest.raises(tf.errors.InvalidArgumentError) as info:
+                sig[name](images=tf.constant(bad))
+            assert f"images {expected}" in info.value.message
+            assert f"got shape {shape}" in info.value.message
+        with pytest.raises((TypeError, ValueError, tf.errors.InvalidArgumentError)):
+            sig[name](images=tf.constant(_images(1).astype(np.uint8)))
+        assert sig[name](images=good)["probabilities"].shape == (2, len(CLASSES))
+
+
+def test_empty_batches_return_empty_outputs(exported):
+    sig = tf.saved_model.load(str(exported)).signatures
+    empty = tf.zeros([0, SIZE, SIZE, 3])
+    result = sig["serving_default"](images=empty)
+    assert result["probabilities"].shape == (0, len(CLASSES))
+    assert result["class_id"].shape == (0,) and result["class_name"].shape == (0,)
+    result = sig["predict_image_bytes"](image_bytes=tf.constant([], tf.string))
+    assert result["probabilities"].shape == (0, len(CLASSES))
+    result = sig["explain"](images=empty)
+    assert result["cam"].shape == (0, SIZE, SIZE) and result["cam_entropy"].shape == (0,)
+
+
+def _encoded(fmt: str, width: int, height: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    pixels = np.random.default_rng(width).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def test_header_size_matches_pillow():
+    from kidney_tf.export.image_bytes import header_size
+
+    for fmt in ("PNG", "GIF", "BMP"):
+        for width, height in ((37, 5), (300, 1025), (70000 // 100, 3)):
+            size = header_size(tf.constant(_encoded(fmt, width, height))).numpy()
+            assert size.tolist() == [width, height], fmt
+    assert header_size(tf.constant(_encoded("JPEG", 40, 30))).numpy().tolist() == [0, 0]
+    assert header_size(tf.constant(b"BM")).numpy().tolist() == [0, 0]
+
+
+def test_image_bytes_refuses_images_above_the_pixel_cap(model, tmp_path):
+    from kidney_tf.data.reading import DEFAULT_MAX_PIXELS
+
+    path = export_saved_model(
+        model, tmp_path / "cap" / "1", class_names=CLASSES, include_explain=False, max_pixels=1000
+    )
+    assert read_export_metadata(path)["max_pixels"] == 1000
+    served = tf.saved_model.load(str(path)).signatures["predict_image_bytes"]
+    small, big = _encoded("PNG", 30, 30), _encoded("PNG", 50, 21)
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        served(image_bytes=tf.constant([small, big]))
+    assert "image_bytes[1] is 50x21 pixels, more than this model's max_pixels=1,000" in (
+        info.value.message
+    )
+    for fmt in ("GIF", "BMP"):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="max_pixels=1,000"):
+            served(image_bytes=tf.constant([_encoded(fmt, 40, 40)]))
+    # JPEGs are decoded at reduced scale (as the CLI reads them), small images pass
+    ok = served(image_bytes=tf.constant([small, _encoded("JPEG", 40, 40)]))
+    assert ok["probabilities"].shape == (2, len(CLASSES))
+    assert read_export_metadata(_default_export(model, tmp_path))["max_pixels"] == (
+        DEFAULT_MAX_PIXELS
+    )
+
+
+def _default_export(model, tmp_path) -> Path:
+    return export_saved_model(
+        model, tmp_path / "default" / "1", class_names=CLASSES, include_explain=False
+    )
+
+
+WARMUP_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    export_dir, out = sys.argv[1], sys.argv[2]
+    sig = tf.saved_model.load(export_dir).signatures
+    result = {"warmup": []}
+    path = export_dir + "/assets.extra/tf_serving_warmup_requests"
+    for record in tf.data.TFRecordDataset(path):
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        request = log.predict_log.request
+        inputs = {k: tf.make_tensor_proto(tf.make_ndarray(v)) for k, v in request.inputs.items()}
+        outputs = sig[request.model_spec.signature_name](
+            **{k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
+        )
+        result["warmup"].append(
+            [request.model_spec.signature_name, sorted(inputs), list(outputs["probabilities"].shape)]
+        )
+
+    def call(request):
+        try:
+            name = request.model_spec.signature_name or "serving_default"
+            kwargs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
+            return {k: list(v.shape) for k, v in sig[name](**kwargs).items()}
+        except tf.errors.InvalidArgumentError as exc:
+            return exc.message
+
+    good = predict_pb2.PredictRequest()
+    good.model_spec.name = "tiny"
+    good.inputs["images"].CopyFrom(tf.make_tensor_proto(np.zeros((2, 32, 32, 3), np.float32)))
+    bad = predict_pb2.PredictRequest()
+    bad.model_spec.name = "tiny"
+    bad.inputs["images"].CopyFrom(tf.make_tensor_proto(np.zeros((1, 64, 64, 1), np.float32)))
+    result["requests"] = [call(good), call(bad), call(good)]
+    result["kidney_tf_imported"] = any(m.split(".")[0] == "kidney_tf" for m in sys.modules)
+    json.dump(result, open(out, "w"))
+    """
+)
+
+
+@pytest.mark.slow
+def test_warmup_requests_and_predict_requests_in_a_fresh_process(exported, tmp_path):
+    """TF Serving's own protos (tensorflow-serving-api) read the warm-up records and build
+    requests that the signatures answer, in a process without kidney_tf."""
+    script = tmp_path / "warmup.py"
+    script.write_text(WARMUP_SCRIPT)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(exported), str(tmp_path / "out.json")],
+        cwd=tmp_path,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["kidney_tf_imported"] is False
+    assert result["warmup"] == [
+        ["serving_default", ["images"], [1, len(CLASSES)]],
+        ["predict_image_bytes", ["image_bytes"], [1, len(CLASSES)]],
+        ["explain", ["images"], [1, len(CLASSES)]],
+    ]
+    good, bad, again = result["requests"]
+    assert good["probabilities"] == [2, len(CLASSES)] and again == good
+    assert isinstance(bad, str)
+    assert f"images must be float32 [batch, {SIZE}, {SIZE}, 3]" in bad
+    assert "got shape [1, 64, 64, 1]" in bad

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from kidney_tf.cli.main import add_common_arguments
+from kidney_tf.cli.main import add_common_arguments, at_least
 
 KINDS = ("kidney-ct", "brain-mri")
 
@@ -25,19 +25,6 @@ give byte-identical files; OUT must be new, empty, or an earlier output with the
 """
 
 
-def _at_least(low: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-        return value
-
-    return parse
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "phantom",
@@ -50,9 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--kind", choices=KINDS, required=True, help="which paper's modality")
     p.add_argument("--out", required=True, help="output folder (new, empty, or same parameters)")
-    p.add_argument("--per-class", type=_at_least(1), default=50, help="images per class (50)")
-    p.add_argument("--image-size", type=_at_least(16), default=256, help="side in pixels (256)")
-    p.add_argument("--seed", type=_at_least(0), default=0, help="random seed (0)")
+    p.add_argument("--per-class", type=at_least(1), default=50, help="images per class (50)")
+    p.add_argument("--image-size", type=at_least(16), default=256, help="side in pixels (256)")
+    p.add_argument("--seed", type=at_least(0), default=0, help="random seed (0)")
     p.add_argument(
         "--lesion-scale",
         type=float,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from kidney_tf.cli.main import add_common_arguments
+from kidney_tf.cli.main import add_common_arguments, at_least
 from kidney_tf.recipes import CROP_CHOICES
 
 EXAMPLES = """\
@@ -54,6 +54,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--image-size", type=int, help="input size for models built without one")
     p.add_argument("--temperature", type=float, help="divide logits by T (calibration)")
+    p.add_argument(
+        "--max-pixels",
+        type=at_least(0),
+        help="refuse PNG/GIF/BMP requests to predict_image_bytes with more pixels (read from "
+        "the header; default: the limit the other commands read files with; 0: no limit)",
+    )
     add_common_arguments(p)
     p.set_defaults(func=run)
 
@@ -73,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
     target = resolve_version_dir(args.out, args.version)
     check_export_target(target, overwrite=args.overwrite, source=args.model)
 
+    from kidney_tf.data.reading import DEFAULT_MAX_PIXELS
+
+    max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
     model = load_model(args.model, compile=False)
     path = export_saved_model(
         model,
@@ -84,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         include_explain=not args.no_explain,
         overwrite=args.overwrite,
         source=args.model,
+        max_pixels=max_pixels,
     )
     print(format_report(path, read_export_metadata(path)))
     return 0
@@ -96,10 +106,12 @@ def format_report(path, meta: dict) -> str:
     base = path.parent.resolve()
     name = base.name or "model"
     size = "x".join(str(v) for v in meta["image_size"])
+    max_pixels = f"{meta['max_pixels']:,}" if meta.get("max_pixels") else "any number of"
     lines = [
         f"SavedModel: {path}",
         f"classes: {', '.join(meta['class_names'])}; input {size}; crop {meta['crop'] or 'none'}; "
-        f"temperature {meta['temperature'] or 'none'}",
+        f"temperature {meta['temperature'] or 'none'}; image_bytes up to "
+        f"{max_pixels} pixels",
         "signatures:",
         signature_summary(meta["signatures"]),
         "inspect:",

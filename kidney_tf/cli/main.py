@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from kidney_tf import __version__
-from kidney_tf.utils.logging import configure_cli_logging
+from kidney_tf.utils.logging import configure_cli_logging, quiet_tensorflow
 
 # Order is the order shown in --help.
 COMMAND_MODULES = (
@@ -33,8 +34,57 @@ class CliError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors (sub-commands inherit it): exit status 2 and
+    ``kidney-tf train: error: argument --epochs: must be >= 1, got 0 (see ... --help)``."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def at_least(low: int):
+    """argparse ``type=``: an integer >= ``low``, checked before TensorFlow is imported."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+def positive_float(text: str) -> float:
+    """argparse ``type=``: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def existing_file(text: str) -> str:
+    """argparse ``type=``: a path to an existing file."""
+    if not os.path.isfile(text):
+        what = "is a folder, not a file" if os.path.isdir(text) else "not found"
+        raise argparse.ArgumentTypeError(f"{text}: {what}")
+    return text
+
+
+def existing_path(text: str) -> str:
+    """argparse ``type=``: an existing file or folder."""
+    if not os.path.exists(text):
+        raise argparse.ArgumentTypeError(f"{text}: not found")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="kidney-tf",
         description="CAM fostering for kidney CT and EfficientNetB1 for brain MRI, Keras-native.",
         epilog="Run 'kidney-tf COMMAND --help' for a command's options and examples.",
@@ -63,9 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    configure_cli_logging(
-        quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False)
-    )
+    verbose = getattr(args, "verbose", False)
+    configure_cli_logging(quiet=getattr(args, "quiet", False), verbose=verbose)
+    if not verbose:
+        quiet_tensorflow()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from kidney_tf.cli.main import add_common_arguments
+from kidney_tf.cli.main import add_common_arguments, at_least, positive_float
 from kidney_tf.recipes import FOSTERING_CAM_METHODS, PIPELINES, RECIPES
 
 EXAMPLES = """\
@@ -54,8 +54,10 @@ def add_tuning_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by ``reproduce`` and ``demo`` (everything defaults to the preset)."""
     p.add_argument("--out", required=True, help="output folder (resumed if it exists)")
     g = p.add_argument_group("settings (default: the preset)")
-    g.add_argument("--epochs", type=int, help="baseline epochs")
-    g.add_argument("--finetune-epochs", type=int, help="CAM-fostering fine-tune epochs (kidney)")
+    g.add_argument("--epochs", type=at_least(1), help="baseline epochs")
+    g.add_argument(
+        "--finetune-epochs", type=at_least(1), help="CAM-fostering fine-tune epochs (kidney)"
+    )
     g.add_argument("--cam-weight", type=float, help="λ of the fostering stage (kidney)")
     g.add_argument(
         "--cam-method",
@@ -64,21 +66,23 @@ def add_tuning_arguments(p: argparse.ArgumentParser) -> None:
         "evaluation measures)",
     )
     add_fostering_arguments(g)
-    g.add_argument("--lr", type=float, help="baseline learning rate")
-    g.add_argument("--finetune-lr", type=float, help="fine-tune learning rate (kidney)")
+    g.add_argument("--lr", type=positive_float, help="baseline learning rate")
+    g.add_argument("--finetune-lr", type=positive_float, help="fine-tune learning rate (kidney)")
     g.add_argument(
         "--finetune-unfreeze-top",
         type=int,
         help="backbone stages the fostering fine-tune trains (kidney; 0: head only; "
         "paper preset: all; quick preset: 0)",
     )
-    g.add_argument("--image-size", type=int, help="model input size in px")
-    g.add_argument("--batch-size", type=int)
+    g.add_argument("--image-size", type=at_least(32), help="model input size in px")
+    g.add_argument("--batch-size", type=at_least(1))
     g.add_argument("--weights", help="none, imagenet or a weights file")
     g.add_argument(
         "--max-cam-images", type=int, help="test images explained with Grad-CAM++ (default all)"
     )
-    g.add_argument("--per-class", type=int, dest="phantom_per_class", help="phantoms per class")
+    g.add_argument(
+        "--per-class", type=at_least(1), dest="phantom_per_class", help="phantoms per class"
+    )
     g.add_argument(
         "--lesion-scale",
         type=float,

@@ -6,7 +6,14 @@ import argparse
 import dataclasses
 from typing import Any
 
-from kidney_tf.cli.main import CliError, add_common_arguments
+from kidney_tf.cli.main import (
+    CliError,
+    add_common_arguments,
+    at_least,
+    existing_file,
+    existing_path,
+    positive_float,
+)
 from kidney_tf.cli.reproduce import add_fostering_arguments
 from kidney_tf.recipes import (
     ARCHITECTURES,
@@ -65,10 +72,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--data", help="class-folder tree (root/<class>/*.png or Training/Testing)")
-    src.add_argument("--manifest", help="manifest CSV with columns path,label,split,mask_path")
+    src.add_argument(
+        "--data",
+        type=existing_path,
+        help="class-folder tree (root/<class>/*.png or Training/Testing)",
+    )
+    src.add_argument(
+        "--manifest",
+        type=existing_file,
+        help="manifest CSV with columns path,label,split,mask_path",
+    )
     p.add_argument(
         "--config",
+        type=existing_file,
         help="a previous run's config.json: use its settings (flags given here override them)",
     )
     p.add_argument(
@@ -87,13 +103,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     model.add_argument(
         "--image-size",
-        type=int,
+        type=at_least(32),
         help="input size (default: "
         + ", ".join(f"{size} {arch}" for arch, size in ARCHITECTURES.items())
         + ", or the --init model's)",
     )
     model.add_argument("--weights", help="none, imagenet (default) or a backbone weights file")
-    model.add_argument("--init", help="start from this .keras model (fine-tuning stage)")
+    model.add_argument(
+        "--init", type=existing_file, help="start from this .keras model (fine-tuning stage)"
+    )
     model.add_argument("--head-units", help="hidden dense units of the head, e.g. 256 or 512,128")
     model.add_argument("--dropout", type=float, help="head dropout (default 0)")
     model.add_argument(
@@ -109,9 +127,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
 
     fit = p.add_argument_group("training")
-    fit.add_argument("--epochs", type=int, help="epochs (default 30)")
-    fit.add_argument("--batch-size", type=int, help="global batch size (default 32)")
-    fit.add_argument("--lr", type=float, help="learning rate (default 1e-3, 1e-4 with --init)")
+    fit.add_argument("--epochs", type=at_least(1), help="epochs (default 30)")
+    fit.add_argument("--batch-size", type=at_least(1), help="global batch size (default 32)")
+    fit.add_argument(
+        "--lr", type=positive_float, help="learning rate (default 1e-3, 1e-4 with --init)"
+    )
     fit.add_argument("--cam-weight", type=float, help="λ of the CAM entropy penalty (default 0)")
     fit.add_argument(
         "--cam-method",
@@ -121,19 +141,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_fostering_arguments(fit)
     fit.add_argument(
         "--mask-dilation",
-        type=int,
+        type=at_least(0),
         help=f"px the lesion mask is grown by for --mask-weight (default {DEFAULT_MASK_DILATION})",
     )
-    fit.add_argument("--patience", type=int, help="early-stopping patience (default 5; 0: off)")
+    fit.add_argument(
+        "--patience", type=at_least(0), help="early-stopping patience (default 5; 0: off)"
+    )
     fit.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="default plateau")
-    fit.add_argument("--freeze-epochs", type=int, help="head-only epochs first (default 0)")
+    fit.add_argument("--freeze-epochs", type=at_least(0), help="head-only epochs first (default 0)")
     fit.add_argument(
         "--unfreeze-top",
-        type=int,
+        type=at_least(0),
         help="backbone blocks trained after the head phase, or when fine-tuning --init "
         "(0: head only; default all)",
     )
-    fit.add_argument("--steps-per-epoch", type=int, help="default: one pass over the train split")
+    fit.add_argument(
+        "--steps-per-epoch", type=at_least(1), help="default: one pass over the train split"
+    )
     fit.add_argument("--label-smoothing", type=float, help="cross-entropy label smoothing (0)")
     fit.add_argument(
         "--ema",
@@ -163,7 +187,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     fit.add_argument(
         "--backup-every",
-        type=int,
+        type=at_least(0),
         help="also back up every N steps for resumption (default 0: at epoch ends only)",
     )
 
@@ -174,7 +198,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=SPLIT_METHODS,
         help="how to split train/val/test (default auto)",
     )
-    data.add_argument("--split-csv", help="reuse the exact split of a previous run (RUN/split.csv)")
+    data.add_argument(
+        "--split-csv",
+        type=existing_file,
+        help="reuse the exact split of a previous run (RUN/split.csv)",
+    )
     data.add_argument("--val-fraction", type=float, help="default 0.15")
     data.add_argument("--test-fraction", type=float, help="default 0.15")
     data.add_argument(

@@ -36,6 +36,42 @@ def is_supported_image(data: tf.Tensor) -> tf.Tensor:
     return tf.reduce_any(tf.stack(checks))
 
 
+def header_size(data: tf.Tensor) -> tf.Tensor:
+    """int64 ``[width, height]`` from a PNG, GIF or BMP header (``[0, 0]`` for JPEG and others),
+    read without decoding the pixels."""
+
+    head = tf.strings.join([tf.strings.substr(data, 0, 26), b"\0" * 26])  # short data: zeros
+
+    def unsigned(offset: int, length: int, big_endian: bool) -> tf.Tensor:
+        raw = tf.cast(tf.io.decode_raw(tf.strings.substr(head, offset, length), tf.uint8), tf.int64)
+        weights = [256 ** (length - 1 - k) if big_endian else 256**k for k in range(length)]
+        return tf.reduce_sum(raw * tf.constant(weights, tf.int64))
+
+    def bmp_side(offset: int) -> tf.Tensor:  # int32 little-endian; height < 0: top-down rows
+        value = unsigned(offset, 4, False)
+        return tf.abs(tf.where(value >= 2**31, value - 2**32, value))
+
+    magic = tf.strings.substr(data, 0, 8)
+    return tf.case(
+        [
+            (
+                tf.equal(magic, _MAGIC[1]),
+                lambda: tf.stack([unsigned(16, 4, True), unsigned(20, 4, True)]),
+            ),
+            (
+                tf.equal(tf.strings.substr(data, 0, 4), _MAGIC[2]),
+                lambda: tf.stack([unsigned(6, 2, False), unsigned(8, 2, False)]),
+            ),
+            (
+                tf.equal(tf.strings.substr(data, 0, 2), _MAGIC[3]),
+                lambda: tf.stack([bmp_side(18), bmp_side(22)]),
+            ),
+        ],
+        default=lambda: tf.zeros([2], tf.int64),
+        exclusive=False,
+    )
+
+
 def decode_one(
     data: tf.Tensor,
     index: tf.Tensor,
@@ -44,19 +80,36 @@ def decode_one(
     crop: str | None = None,
     crop_margin: int = 0,
     input_name: str = "image_bytes",
+    max_pixels: int | None = None,
 ) -> tf.Tensor:
-    """Decode one encoded image to float32 ``[H, W, 3]`` in 0–255, cropped/resized like training."""
+    """Decode one encoded image to float32 ``[H, W, 3]`` in 0–255, cropped/resized like training.
+
+    ``max_pixels`` refuses a PNG/GIF/BMP whose header declares more pixels, before decoding it
+    (JPEGs are decoded at reduced scale instead, as ``reading.read_image`` does).
+    """
+    item = [f"{input_name}[", tf.strings.as_string(index), "] "]
     message = tf.strings.join(
-        [
-            f"{input_name}[",
-            tf.strings.as_string(index),
-            f"] {NOT_AN_IMAGE}; got ",
-            tf.strings.as_string(tf.strings.length(data)),
-            " bytes",
-        ]
+        [*item, f"{NOT_AN_IMAGE}; got ", tf.strings.as_string(tf.strings.length(data)), " bytes"]
     )
-    check = tf.debugging.Assert(is_supported_image(data), [message], name="check_image_bytes")
-    with tf.control_dependencies([check]):
+    checks = [tf.debugging.Assert(is_supported_image(data), [message], name="check_image_bytes")]
+    if max_pixels is not None:
+        with tf.control_dependencies(checks):
+            size = header_size(data)
+        too_big = tf.strings.join(
+            [
+                *item,
+                "is ",
+                tf.strings.as_string(size[0]),
+                "x",
+                tf.strings.as_string(size[1]),
+                f" pixels, more than this model's max_pixels={max_pixels:,} (re-export with "
+                "--max-pixels to change it)",
+            ]
+        )
+        checks.append(
+            tf.debugging.Assert(size[0] * size[1] <= max_pixels, [too_big], name="check_pixels")
+        )
+    with tf.control_dependencies(checks):
         image = decode_bytes(data)
     return prepare_image(image, image_size=image_size, crop=crop, crop_margin=crop_margin)
 
@@ -94,8 +147,10 @@ def decode_image_batch(
     crop: str | None = None,
     crop_margin: int = 0,
     input_name: str = "image_bytes",
+    max_pixels: int | None = None,
 ) -> tf.Tensor:
-    """Decode ``tf.string [B]`` encoded images into a float32 ``[B, H, W, 3]`` 0–255 batch."""
+    """Decode ``tf.string [B]`` encoded images into a float32 ``[B, H, W, 3]`` 0–255 batch
+    (``max_pixels``: see :func:`decode_one`)."""
     image_bytes = tf.reshape(tf.convert_to_tensor(image_bytes, tf.string), [-1])
     indices = tf.range(tf.shape(image_bytes, out_type=tf.int64)[0])
     height, width = image_size
@@ -107,6 +162,7 @@ def decode_image_batch(
             crop=crop,
             crop_margin=crop_margin,
             input_name=input_name,
+            max_pixels=max_pixels,
         ),
         (image_bytes, indices),
         fn_output_signature=tf.TensorSpec([height, width, 3], tf.float32),
@@ -117,6 +173,7 @@ __all__ = [
     "decode_bytes",
     "decode_image_batch",
     "decode_one",
+    "header_size",
     "is_supported_image",
     "prepare_image",
 ]

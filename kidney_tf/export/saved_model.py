@@ -37,9 +37,11 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from kidney_tf import __version__
+from kidney_tf.data.reading import DEFAULT_MAX_PIXELS
 from kidney_tf.explain.maps import expand_cams, gradcam_plus_plus
 from kidney_tf.explain.statistics import cam_radius, cam_snr, normalized_entropy
 from kidney_tf.export.image_bytes import decode_image_batch
@@ -55,6 +57,7 @@ METADATA_FILE = "kidney_tf_export.json"
 METADATA_DIR = "assets.extra"  # SavedModel convention: files beside the model, not loaded by TF
 FORMAT = "kidney_tf.saved_model/1"
 SIGNATURES = ("serving_default", "predict_image_bytes", "explain")
+WARMUP_FILE = "tf_serving_warmup_requests"  # TF Serving replays it before serving (assets.extra)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class ExportSettings:
     temperature: float | None
     cam_layer: str | None
     include_explain: bool
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
 
 
 def export_saved_model(
@@ -82,6 +86,7 @@ def export_saved_model(
     overwrite: bool = False,
     version: int | str | None = None,
     source: str | os.PathLike | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> Path:
     """Write ``model`` as a TF Serving SavedModel at ``out_dir`` and return the version folder.
 
@@ -92,8 +97,11 @@ def export_saved_model(
     starting at 1). Arguments override the model's own ``class_names``/``metadata``:
     ``crop`` is ``"brain"``, ``"body"`` or ``"none"`` (``None``: the model's training crop);
     ``temperature`` rescales logits (``None``: ``metadata["temperature"]`` if any).
+    ``max_pixels`` caps the pixels of a PNG/GIF/BMP sent to ``predict_image_bytes`` (read from
+    its header before decoding; None: no cap). Every signature checks its input per request.
     The folder is written beside the target and renamed into place; an existing version is only
-    replaced with ``overwrite=True``.
+    replaced with ``overwrite=True``. ``assets.extra/tf_serving_warmup_requests`` holds one
+    request per signature, so TF Serving's first real request is not slow.
     """
     target = resolve_version_dir(out_dir, version)
     check_export_target(target, overwrite=overwrite, source=source)
@@ -104,12 +112,14 @@ def export_saved_model(
         image_size=image_size,
         temperature=temperature,
         include_explain=include_explain,
+        max_pixels=max_pixels,
     )
     archive, signatures = _build_archive(model, settings)
     metadata = _metadata(model, settings, signatures, source)
     with atomic_dir(target, overwrite=overwrite) as tmp:
         archive.write_out(str(tmp), verbose=False)
         write_json_atomic(tmp / METADATA_DIR / METADATA_FILE, metadata)
+        write_warmup_requests(tmp / METADATA_DIR / WARMUP_FILE, settings)
         _make_readable(tmp)
     log.info("SavedModel written to %s (signatures: %s)", target, ", ".join(signatures))
     return target
@@ -187,6 +197,7 @@ def resolve_settings(
     image_size: int | Sequence[int] | None = None,
     temperature: float | None = None,
     include_explain: bool = True,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> ExportSettings:
     """Merge explicit arguments with ``model.class_names`` / ``model.metadata``; validate them."""
     meta = dict(getattr(model, "metadata", None) or {})
@@ -223,6 +234,8 @@ def resolve_settings(
         if temperature == 1.0:
             temperature = None
 
+    if max_pixels is not None and (isinstance(max_pixels, bool) or int(max_pixels) < 1):
+        raise ValueError(f"max_pixels must be a positive integer or None, got {max_pixels!r}")
     cam_layer = _cam_layer_name(model) if include_explain else None
     return ExportSettings(
         class_names=names,
@@ -232,6 +245,7 @@ def resolve_settings(
         temperature=temperature,
         cam_layer=cam_layer,
         include_explain=include_explain,
+        max_pixels=None if max_pixels is None else int(max_pixels),
     )
 
 
@@ -341,8 +355,59 @@ class _ServingGraph:
             image_size=self.settings.image_size,
             crop=self.settings.crop,
             crop_margin=self.settings.crop_margin,
+            max_pixels=self.settings.max_pixels,
         )
         return self.predict(images)
+
+    # -- what the signatures run: input checks, empty batches ---------------------------------
+    def check_images(self, images, name: str = "images"):
+        """Fail this request (``InvalidArgumentError``) unless ``images`` is ``[B, H, W, 3]``."""
+        height, width = self.settings.image_size
+        shape = tf.shape(images)
+        good = tf.cond(
+            tf.equal(tf.size(shape), 4),
+            lambda: tf.reduce_all(tf.equal(shape[1:], [height, width, 3])),
+            lambda: tf.constant(False),
+        )
+        message = tf.strings.join(
+            [
+                f"{name} must be float32 [batch, {height}, {width}, 3] (RGB 0-255); got shape [",
+                tf.strings.reduce_join(tf.strings.as_string(shape), separator=", "),
+                "]",
+            ]
+        )
+        with tf.control_dependencies([tf.debugging.Assert(good, [message], name="check_shape")]):
+            return tf.identity(images)
+
+    def nonempty(self, fn, images):
+        """``fn(images)``; an empty batch runs one blank image and returns empty outputs."""
+        height, width = self.settings.image_size
+        count = tf.shape(images)[0]
+        blank = tf.zeros([1, height, width, 3], images.dtype)
+        batch = tf.cond(count > 0, lambda: images, lambda: blank)
+        return {key: value[:count] for key, value in fn(batch).items()}
+
+    def serve_images(self, images):
+        return self.nonempty(self.predict, self.check_images(images))
+
+    def serve_image_bytes(self, image_bytes):
+        height, width = self.settings.image_size
+        flat = tf.reshape(image_bytes, [-1])
+        images = tf.cond(
+            tf.size(flat) > 0,
+            lambda: decode_image_batch(
+                flat,
+                image_size=self.settings.image_size,
+                crop=self.settings.crop,
+                crop_margin=self.settings.crop_margin,
+                max_pixels=self.settings.max_pixels,
+            ),
+            lambda: tf.zeros([0, height, width, 3], tf.float32),
+        )
+        return self.nonempty(self.predict, images)
+
+    def serve_explain(self, images):
+        return self.nonempty(self.explain, self.check_images(images))
 
     def explain(self, images):
         images = tf.cast(images, tf.float32)
@@ -391,11 +456,11 @@ def _build_archive(model, settings: ExportSettings):
     bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
 
     functions = {
-        "serving_default": tf.function(graph.predict, input_signature=[image_spec]),
-        "predict_image_bytes": tf.function(graph.predict_image_bytes, input_signature=[bytes_spec]),
+        "serving_default": tf.function(graph.serve_images, input_signature=[image_spec]),
+        "predict_image_bytes": tf.function(graph.serve_image_bytes, input_signature=[bytes_spec]),
     }
     if settings.include_explain:
-        functions["explain"] = tf.function(graph.explain, input_signature=[image_spec])
+        functions["explain"] = tf.function(graph.serve_explain, input_signature=[image_spec])
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -439,6 +504,58 @@ def _metadata(model, settings: ExportSettings, signatures, source) -> dict[str, 
     }
 
 
+# --------------------------------------------------------------------------- TF Serving warm-up
+
+
+def warmup_requests(settings: ExportSettings) -> list[bytes]:
+    """One serialized ``tensorflow.serving.PredictionLog`` per signature (a mid-grey image).
+
+    The protobuf is encoded here (a few fields of ``prediction_log.proto``) so exporting does not
+    need ``tensorflow-serving-api``, which pins one TensorFlow version; the tests parse the
+    records with that package's own classes.
+    """
+    height, width = settings.image_size
+    grey = np.full([1, height, width, 3], 128.0, np.float32)
+    png = tf.io.encode_png(tf.constant(grey[0], tf.uint8)).numpy()
+    inputs = {
+        "serving_default": ("images", tf.make_tensor_proto(grey)),
+        "predict_image_bytes": ("image_bytes", tf.make_tensor_proto([png], dtype=tf.string)),
+    }
+    if settings.include_explain:
+        inputs["explain"] = ("images", tf.make_tensor_proto(grey))
+    records = []
+    for signature, (name, tensor) in inputs.items():
+        model_spec = _proto_field(3, signature.encode())  # ModelSpec.signature_name
+        entry = _proto_field(1, name.encode()) + _proto_field(2, tensor.SerializeToString())
+        request = _proto_field(1, model_spec) + _proto_field(2, entry)  # PredictRequest
+        records.append(_proto_field(6, _proto_field(1, request)))  # PredictionLog.predict_log
+    return records
+
+
+def write_warmup_requests(path: str | os.PathLike, settings: ExportSettings) -> Path:
+    """Write :func:`warmup_requests` as the TFRecord file TF Serving replays at load time."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for record in warmup_requests(settings):
+            writer.write(record)
+    return path
+
+
+def _proto_field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (wire type 2): tag, varint length, payload."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
 def signature_summary(signatures: dict[str, dict[str, dict[str, str]]]) -> str:
     """Readable multi-line listing of the ``signatures`` entry of the export metadata."""
     lines = []
@@ -453,6 +570,7 @@ __all__ = [
     "METADATA_DIR",
     "METADATA_FILE",
     "SIGNATURES",
+    "WARMUP_FILE",
     "ExportSettings",
     "check_export_target",
     "export_saved_model",
@@ -460,4 +578,6 @@ __all__ = [
     "resolve_settings",
     "resolve_version_dir",
     "signature_summary",
+    "warmup_requests",
+    "write_warmup_requests",
 ]

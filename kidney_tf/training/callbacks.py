@@ -203,6 +203,24 @@ def _is_finite(value: Any) -> bool:
         return True
 
 
+def save_model_file(model: keras.Model, path: str | os.PathLike) -> Path:
+    """Save ``model`` to a ``.keras`` file atomically, without the optimizer's state.
+
+    Keras 3 has no ``include_optimizer=False``: the optimizer is detached for the save and put
+    back. The file keeps the compile settings (loading it compiled gives a fresh optimizer) and
+    is about a third of the size with Adam (ResNet-50: ~95 MB instead of ~283 MB); training
+    state lives in the run's resumable backup. Usage: ``save_model_file(model, "run/model.keras")``.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    with atomic_path(path, suffix=".keras") as tmp:
+        model.optimizer = None
+        try:
+            model.save(tmp)
+        finally:
+            model.optimizer = optimizer
+    return Path(path)
+
+
 class AtomicBestCheckpoint(keras.callbacks.Callback):
     """Save the model to ``filepath`` whenever ``monitor`` improves, atomically.
 
@@ -252,8 +270,8 @@ class AtomicBestCheckpoint(keras.callbacks.Callback):
             return
         if self._improved(float(value)):
             weights = self.ema.in_model() if self.ema is not None else contextlib.nullcontext()
-            with weights, atomic_path(self.filepath, suffix=".keras") as tmp:
-                self.model.save(tmp)
+            with weights:
+                save_model_file(self.model, self.filepath)
             self.best = float(value)
             self.best_epoch = int(epoch) + 1
 

@@ -813,8 +813,9 @@ class _Run:
         if bundle.test is not None:
             results = model.evaluate(shardable(bundle.test), verbose=0, return_dict=True)
             test_metrics = {k: float(v) for k, v in results.items()}
-        with atomic_path(self.out_dir / "model.keras", suffix=".keras") as tmp:
-            model.save(tmp)
+        from kidney_tf.training.callbacks import save_model_file
+
+        save_model_file(model, self.out_dir / "model.keras")
         history = _dedupe_history(history_csv)
         if self.chief:
             write_json_atomic(self.run_dir / "test_metrics.json", test_metrics)
