@@ -643,7 +643,7 @@ def test_argument_errors_come_before_tensorflow_is_imported(tmp_path):
         (
             "--init",
             tmp_path / "missing.keras",
-        ): f"argument --init: {tmp_path / 'missing.keras'}: not found",
+        ): f"{tmp_path / 'missing.keras'}: --init model not found",
         ("--batch-size", "many"): "argument --batch-size: expected an integer, got 'many'",
         ("--lr", "-1"): "argument --lr: must be a finite number > 0",
     }
@@ -654,7 +654,7 @@ def test_argument_errors_come_before_tensorflow_is_imported(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("kidney-tf train: error: "), proc.stderr
         assert message in lines[0]
     proc = _kidney_tf("train", "--data", tmp_path / "nowhere", "--out", tmp_path / "r", env=env)
-    assert proc.returncode == 2 and "nowhere: not found" in proc.stderr
+    assert proc.returncode == 2 and "nowhere: training data not found" in proc.stderr
     # control: the poisoned package really stops anything that imports TensorFlow
     control = _kidney_tf("train", "--data", data, "--out", tmp_path / "run", env=env)
     assert control.returncode != 0 and "tensorflow was imported" in control.stderr

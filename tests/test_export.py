@@ -521,7 +521,7 @@ def test_image_bytes_refuses_images_above_the_pixel_cap(model, tmp_path):
     small, big = _encoded("PNG", 30, 30), _encoded("PNG", 50, 21)
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
         served(image_bytes=tf.constant([small, big]))
-    assert "image_bytes[1] is 50x21 pixels, more than this model's max_pixels=1,000" in (
+    assert "image_bytes[1] is 50x21 pixels, above the max_pixels=1,000 of this export" in (
         info.value.message
     )
     for fmt in ("GIF", "BMP"):

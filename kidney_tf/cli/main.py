@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from collections.abc import Sequence
 
@@ -66,21 +65,6 @@ def positive_float(text: str) -> float:
     if not (value > 0 and value != float("inf")):
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
-
-
-def existing_file(text: str) -> str:
-    """argparse ``type=``: a path to an existing file."""
-    if not os.path.isfile(text):
-        what = "is a folder, not a file" if os.path.isdir(text) else "not found"
-        raise argparse.ArgumentTypeError(f"{text}: {what}")
-    return text
-
-
-def existing_path(text: str) -> str:
-    """argparse ``type=``: an existing file or folder."""
-    if not os.path.exists(text):
-        raise argparse.ArgumentTypeError(f"{text}: not found")
-    return text
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from kidney_tf.cli.main import (
     CliError,
     add_common_arguments,
     at_least,
-    existing_file,
-    existing_path,
     positive_float,
 )
 from kidney_tf.cli.reproduce import add_fostering_arguments
@@ -74,17 +73,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument(
         "--data",
-        type=existing_path,
         help="class-folder tree (root/<class>/*.png or Training/Testing)",
     )
     src.add_argument(
         "--manifest",
-        type=existing_file,
         help="manifest CSV with columns path,label,split,mask_path",
     )
     p.add_argument(
         "--config",
-        type=existing_file,
         help="a previous run's config.json: use its settings (flags given here override them)",
     )
     p.add_argument(
@@ -109,9 +105,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         + ", or the --init model's)",
     )
     model.add_argument("--weights", help="none, imagenet (default) or a backbone weights file")
-    model.add_argument(
-        "--init", type=existing_file, help="start from this .keras model (fine-tuning stage)"
-    )
+    model.add_argument("--init", help="start from this .keras model (fine-tuning stage)")
     model.add_argument("--head-units", help="hidden dense units of the head, e.g. 256 or 512,128")
     model.add_argument("--dropout", type=float, help="head dropout (default 0)")
     model.add_argument(
@@ -200,7 +194,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     data.add_argument(
         "--split-csv",
-        type=existing_file,
         help="reuse the exact split of a previous run (RUN/split.csv)",
     )
     data.add_argument("--val-fraction", type=float, help="default 0.15")
@@ -308,7 +301,22 @@ def config_from_args(args: argparse.Namespace):
     return TrainConfig.from_dict(overrides)
 
 
+def _check_files(args: argparse.Namespace) -> None:
+    """The input files given on the command line, checked before TensorFlow is imported."""
+    data = args.data or args.manifest
+    if data is not None and not Path(data).exists():
+        raise FileNotFoundError(f"{data}: training data not found")
+    for value, what in (
+        (args.init, "--init model"),
+        (args.config, "run configuration"),
+        (args.split_csv, "split CSV"),
+    ):
+        if value is not None and not Path(value).is_file():
+            raise FileNotFoundError(f"{value}: {what} not found")
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_files(args)
     from kidney_tf.training.trainer import train
 
     result = train(config_from_args(args))

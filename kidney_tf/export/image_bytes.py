@@ -102,8 +102,8 @@ def decode_one(
                 tf.strings.as_string(size[0]),
                 "x",
                 tf.strings.as_string(size[1]),
-                f" pixels, more than this model's max_pixels={max_pixels:,} (re-export with "
-                "--max-pixels to change it)",
+                f" pixels, above the max_pixels={max_pixels:,} of this export (re-export "
+                "with --max-pixels to change it)",
             ]
         )
         checks.append(
