@@ -28,6 +28,8 @@ Usage::
 
     python benchmarks/fostering_localisation.py --out runs/localisation            # runs the demo
     python benchmarks/fostering_localisation.py --out runs/loc --demo-run runs/demo  # reuse one
+    python benchmarks/fostering_localisation.py --out runs/loc-ct --run runs/real/kidney/recipe \
+        --data ../shared/data/kidney_ct_pool --arms baseline,entropy,entropy+anatomy  # real CT
 """
 
 from __future__ import annotations
@@ -62,6 +64,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output folder (arms, reports, table)")
     p.add_argument("--demo-run", help="a finished `kidney-tf demo --out DIR` to reuse (baseline)")
+    p.add_argument(
+        "--run",
+        help="a finished `kidney-tf train` run on real scans (RUN/best.keras, RUN/split.csv) "
+        "instead of the demo; needs --data; arms without lesion masks only",
+    )
+    p.add_argument("--data", help="the data folder of --run's split.csv (e.g. the real pool)")
     p.add_argument("--arms", default=",".join(ARMS), help="comma-separated subset of the arms")
     p.add_argument("--weight", type=float, default=10.0, help="λ of every term that is on (10)")
     p.add_argument("--outside-weight", type=float, help="λ_out (default: --weight)")
@@ -292,6 +300,18 @@ def goals(results: dict[str, dict[str, Any]]) -> list[str]:
         if arm == "baseline":
             continue
         m = {k: _mean(v) for k, v in result["per_image"].items()}
+        if base.get("energy_in_mask") is None:  # real scans: no lesion masks
+            accuracy = m["accuracy"] - base["accuracy"]
+            checks = {
+                "outside-body mass ≤ 0.05": m["outside_fraction"] <= 0.05,
+                "accuracy within 1 point": accuracy >= -0.01,
+            }
+            verdicts = ", ".join(f"{k} {'PASS' if ok else 'FAIL'}" for k, ok in checks.items())
+            lines.append(
+                f"- {arm}: outside-body mass {m['outside_fraction']:.3f} (baseline "
+                f"{base['outside_fraction']:.3f}), accuracy {100 * accuracy:+.1f} pt → {verdicts}"
+            )
+            continue
         energy = m["energy_in_mask"] / base["energy_in_mask"]
         drop = 1 - m["penalised_entropy"] / base["penalised_entropy"]
         accuracy = m["accuracy"] - base["accuracy"]
@@ -319,11 +339,22 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    run = demo_run(args)
-    data_root = json.loads((run / "stages" / "data.json").read_text())["result"]["root"]
-    crop = json.loads((run / "reproduce.json").read_text()).get("crop") or "none"
-    split_csv = run / "baseline" / "split.csv"
-    model_path = Path(args.baseline) if args.baseline else run / "baseline" / "model.keras"
+    if args.run:
+        if not args.data:
+            raise SystemExit("--run needs --data (the folder its split.csv paths lie in)")
+        if any(a in ("entropy+lesion", "all") for a in arms):
+            raise SystemExit("--run: real scans have no lesion masks; use baseline,entropy,...")
+        run = Path(args.run)
+        data_root, split_csv = args.data, run / "split.csv"
+        model_path = Path(args.baseline) if args.baseline else run / "best.keras"
+        config = json.loads((run / "config.json").read_text())["train"]
+        crop = config.get("crop") or "none"
+    else:
+        run = demo_run(args)
+        data_root = json.loads((run / "stages" / "data.json").read_text())["result"]["root"]
+        crop = json.loads((run / "reproduce.json").read_text()).get("crop") or "none"
+        split_csv = run / "baseline" / "split.csv"
+        model_path = Path(args.baseline) if args.baseline else run / "baseline" / "model.keras"
 
     import keras
     import numpy as np
