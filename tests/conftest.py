@@ -83,3 +83,29 @@ def kidney_ct_sample() -> Path:
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+def _predict_split(
+    model_path, split_csv, *, image_size: int, crop: str | None = None, split="test"
+):
+    """Reload a saved model and predict one split of a run's split.csv through a fresh pipeline:
+    ``(probabilities [N, C], true class indices [N], file paths)``, in split.csv order."""
+    import numpy as np
+
+    from kidney_tf._loading import load_model
+    from kidney_tf.data.pipeline import build_datasets
+
+    model = load_model(model_path)
+    bundle = build_datasets(
+        split_csv, image_size=image_size, batch_size=8, split="folders", crop=crop,
+        augment=False, cache=False, class_names=model.class_names,
+    )  # fmt: skip
+    dataset = bundle.dataset(split)
+    labels = np.concatenate([y.numpy().argmax(axis=1) for _, y in dataset])
+    return model.predict(dataset, verbose=0), labels, [r.path for r in bundle.records[split]]
+
+
+@pytest.fixture(scope="session")
+def predict_split():
+    """``predict_split(model_path, split_csv, image_size=..., crop=...)``: see _predict_split."""
+    return _predict_split

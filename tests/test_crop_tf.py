@@ -36,14 +36,6 @@ def cv_body_box(image: np.ndarray) -> tuple[int, int, int, int]:
     return crop.body_box(image) or (0, 0, w, h)
 
 
-def brain_ious(paths: list[Path]) -> dict[str, float]:
-    out = {}
-    for path in paths:
-        image = read_image(path)
-        out[path.name] = box_iou(cv_brain_box(image), brain_box_fn(image).numpy().tolist())
-    return out
-
-
 def phantoms(kind: str, sizes: tuple[int, ...]) -> list[np.ndarray]:
     """RGB phantoms of every class of ``kind`` (kidney_tf.data.phantoms) at ``sizes``."""
     from kidney_tf.data.phantoms import PHANTOM_CLASSES, render_phantom
@@ -70,31 +62,41 @@ def test_tf_brain_box_matches_opencv_on_synthetic_heads_and_phantoms():
         assert box_iou(cv_brain_box(image), ours) >= 0.95, (cv_brain_box(image), ours)
 
 
-@pytest.mark.real_data
-def test_tf_brain_box_matches_opencv_on_a_real_subset(brain_mri_sample):
-    ious = brain_ious(real_images(brain_mri_sample)[::10])
-    assert min(ious.values()) >= 0.95, ious
-
-
-@pytest.mark.slow
-@pytest.mark.real_data
-def test_tf_brain_box_matches_opencv_on_every_real_mri(brain_mri_sample):
-    ious = brain_ious(real_images(brain_mri_sample))
-    bad = {name: iou for name, iou in ious.items() if iou < 0.95}
-    assert not bad, bad
-
-
-@pytest.mark.slow
-@pytest.mark.real_data
-def test_tf_body_crop_matches_opencv_on_every_real_ct(kidney_ct_sample):
-    paths = real_images(kidney_ct_sample)
-    assert paths
-    for i, path in enumerate(paths):
+def unequal_boxes(paths: list[Path], tf_box, cv_box) -> dict[str, tuple]:
+    """Files whose TF box differs from OpenCV's: {name: (opencv box, tf box)}. On the real samples
+    conftest guarantees all 118 MRI / 120 CT slices (the README's claim) or, outside CI, says
+    that it fell back to the fixtures."""
+    out = {}
+    for path in paths:
         image = read_image(path)
-        assert box_iou(cv_body_box(image), body_box_fn(image).numpy().tolist()) >= 0.95, path
-        if i % 10 == 0:
-            ours, theirs = body_mask_fn(image).numpy(), crop.body_mask(image)
-            assert (ours & theirs).sum() / (ours | theirs).sum() >= 0.99, path
+        theirs, ours = tuple(cv_box(image)), tuple(tf_box(image).numpy().tolist())
+        if ours != theirs:
+            out[path.name] = (theirs, ours)
+    return out
+
+
+@pytest.mark.real_data
+def test_tf_brain_box_equals_opencv_on_a_real_subset(brain_mri_sample):
+    paths = real_images(brain_mri_sample)[::10]
+    assert unequal_boxes(paths, brain_box_fn, cv_brain_box) == {}
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_tf_brain_box_equals_opencv_on_every_real_mri(brain_mri_sample):
+    paths = real_images(brain_mri_sample)
+    assert unequal_boxes(paths, brain_box_fn, cv_brain_box) == {}
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_tf_body_box_equals_opencv_on_every_real_ct(kidney_ct_sample):
+    paths = real_images(kidney_ct_sample)
+    assert unequal_boxes(paths, body_box_fn, cv_body_box) == {}
+    for path in paths[::10]:
+        image = read_image(path)
+        ours, theirs = body_mask_fn(image).numpy(), crop.body_mask(image)
+        assert (ours & theirs).sum() / (ours | theirs).sum() >= 0.99, path
 
 
 @pytest.mark.real_data

@@ -414,6 +414,65 @@ def test_image_bytes_with_brain_crop_matches_tf_crop(brain_mri_sample, tmp_path)
     assert served["class_name"].numpy().tolist() == reference["class_name"].numpy().tolist()
 
 
+BYTES_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import tensorflow as tf
+
+    export_dir, out, *files = sys.argv[1:]
+    loaded = tf.saved_model.load(export_dir)
+    data = tf.constant([open(p, "rb").read() for p in files])
+    r = loaded.signatures["predict_image_bytes"](image_bytes=data)
+    json.dump({
+        "probabilities": r["probabilities"].numpy().tolist(),
+        "class_name": [s.decode() for s in r["class_name"].numpy()],
+        "kidney_tf_imported": any(m.split(".")[0] == "kidney_tf" for m in sys.modules),
+    }, open(out, "w"))
+    """
+)
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_image_bytes_with_body_crop_in_a_fresh_process(kidney_ct_sample, tmp_path):
+    """Raw CT JPEGs through the body-crop bytes signature, served by a process with only
+    TensorFlow, equal the Keras model on the package's TF body crop of the same files."""
+    from kidney_tf.data.crop_tf import tf_crop_body
+
+    size = 64
+    model = tiny_cnn(size=size, num_classes=4, seed=4)
+    names = ["Cyst", "Normal", "Stone", "Tumor"]
+    path = export_saved_model(
+        model, tmp_path / "kidney" / "1", class_names=names, crop="body", include_explain=False
+    )
+    assert read_export_metadata(path)["crop"] == "body"
+    files = [sorted((kidney_ct_sample / name).glob("*.jpg"))[0] for name in names]
+    (tmp_path / "serve.py").write_text(BYTES_SCRIPT)
+    proc = subprocess.run(
+        [sys.executable, str(tmp_path / "serve.py"), str(path), str(tmp_path / "out.json"),
+         *map(str, files)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ""},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    served = json.loads((tmp_path / "out.json").read_text())
+    assert served["kidney_tf_imported"] is False
+
+    cropped = [
+        tf.clip_by_value(tf.round(tf_crop_body(tf.io.decode_jpeg(f.read_bytes(), 3), size)), 0, 255)
+        for f in files
+    ]
+    expected = model.predict(tf.stack(cropped), verbose=0)
+    np.testing.assert_allclose(served["probabilities"], expected, atol=1e-5)
+    assert served["class_name"] == [names[i] for i in expected.argmax(axis=1)]
+    # the crop mattered: the uncropped, resized scans give other probabilities
+    from kidney_tf.data.pipeline import resize
+
+    plain = [tf.clip_by_value(tf.round(resize(tf.io.decode_jpeg(f.read_bytes(), 3), size)), 0, 255)
+             for f in files]  # fmt: skip
+    assert np.abs(model.predict(tf.stack(plain), verbose=0) - expected).max() > 1e-4
+
+
 # ------------------------------------------------------------------ integration with the package
 
 
