@@ -159,7 +159,7 @@ def test_serving_default_matches_keras(served, model):
 
 @pytest.mark.slow
 def test_image_bytes_decodes_resizes_like_training(served, model):
-    from kidney_tf.data.pipeline import resize
+    from kidney_tf.data.crop_tf import resize
 
     batch = []
     for path in served["files"]:
@@ -466,7 +466,7 @@ def test_image_bytes_with_body_crop_in_a_fresh_process(kidney_ct_sample, tmp_pat
     np.testing.assert_allclose(served["probabilities"], expected, atol=1e-5)
     assert served["class_name"] == [names[i] for i in expected.argmax(axis=1)]
     # the crop mattered: the uncropped, resized scans give other probabilities
-    from kidney_tf.data.pipeline import resize
+    from kidney_tf.data.crop_tf import resize
 
     plain = [tf.clip_by_value(tf.round(resize(tf.io.decode_jpeg(f.read_bytes(), 3), size)), 0, 255)
              for f in files]  # fmt: skip
