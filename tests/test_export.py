@@ -78,7 +78,7 @@ SERVE_SCRIPT = textwrap.dedent(
     e = sig["explain"](images=images)
     keys = ("cam", "cam_entropy", "cam_radius", "cam_snr", "class_id")
     out["explain"] = {k: e[k].numpy().tolist() for k in keys}
-    png = tf.cast(tf.io.decode_png(open(files[0], "rb").read(), channels=3), tf.float32)
+    png = tf.cast(tf.io.decode_png(files[0], channels=3), tf.float32)
     e = sig["explain"](images=png[tf.newaxis])
     out["explain_file"] = {k: e[k].numpy().tolist() for k in keys if k != "cam"}
 
