@@ -102,6 +102,7 @@ ARMS: dict[str, dict[str, tuple[str, list[str]]]] = {
 DEFAULT_ARMS = {"kidney": "recipe,baseline", "brain": "recipe,baseline"}
 BRAIN_TEST_FRACTION = 0.2
 BRAIN_DUPLICATE_DISTANCE = 6
+_FINISHED = re.compile(r"finished: \S+ \(\d+ epoch\(s\), (\d+) s\)")
 _SAME_CELL = re.compile(
     r"class (?P<name>\S+): (?P<count>\d+)/(?P<total>\d+) maps peak in grid cell"
 )
@@ -194,8 +195,8 @@ def train_arm(name: str, args: list[str], pool: Path, out: Path, split: list[str
 #: is the arm's own row; the others measure checkpoint choice and test-time augmentation.
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "": ("best.keras", ["--max-cam-images", "100000"]),
-    " · final weights": ("model.keras", ["--max-cam-images", "100000"]),
     " · TTA": ("best.keras", ["--tta", "--max-cam-images", "0"]),
+    " · final weights": ("model.keras", ["--max-cam-images", "0"]),
 }
 
 
@@ -237,6 +238,11 @@ def summarize(name: str, what: str, out: Path, metrics: dict[str, Any] | None) -
         data = json.loads(timing.read_text())
         row["train_min"] = data["wall_s"] / 60.0
         row["command"] = shlex.join(data["command"])
+    else:  # trained outside this script: the trainer's own closing line
+        log = out / f"{name}.train.log"
+        found = _FINISHED.findall(log.read_text(errors="replace")) if log.is_file() else []
+        if found:
+            row["train_min"] = float(found[-1]) / 60.0
     if metrics is None:
         return row
     row["accuracy"] = metrics["accuracy"]
