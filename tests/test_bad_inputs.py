@@ -569,7 +569,8 @@ def test_train_evaluate_crop_skip_bad_files_and_never_touch_inputs(tmp_path, cap
         *("--max-cam-images", "0", "--extra-methods", "", "--quiet", "--strict"),
     )
     assert code == 2 and any(name in err for name in bad_files()), err
-    assert not list((tmp_path / "r3").rglob("*"))  # nothing written before the failure
+    # nothing written before the failure but the output guard's marker of the new folder
+    assert [p.name for p in (tmp_path / "r3").rglob("*")] in ([], [".kidney-tf-output.json"])
     assert tree_state(root) == before
 
     code, out, err = run_cli(capsys, "data", "crop", "--src", root, "--dst", cropped, "--size", 24)
@@ -675,5 +676,5 @@ def test_commands_print_no_tensorflow_startup_noise(tmp_path):
     failed = _kidney_tf("export", "--model", tmp_path / "none.keras", "--out", tmp_path / "s" / "2")
     assert failed.returncode == 2
     assert failed.stderr.strip().splitlines() == [
-        f"kidney-tf export: error: {tmp_path / 'none.keras'}: file not found"
+        f"kidney-tf export: error: {tmp_path / 'none.keras'}: model file not found"
     ]
