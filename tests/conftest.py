@@ -86,19 +86,29 @@ def fixtures_dir() -> Path:
 
 
 def _predict_split(
-    model_path, split_csv, *, image_size: int, crop: str | None = None, split="test"
+    model_path, split_csv, *, image_size: int, crop: str | None = None, split="test", root=None
 ):
     """Reload a saved model and predict one split of a run's split.csv through a fresh pipeline:
-    ``(probabilities [N, C], true class indices [N], file paths)``, in split.csv order."""
+    ``(probabilities [N, C], true class indices [N], file paths)``, in split.csv order.
+
+    ``root``: the data folder the split's absolute paths lie in (default: the run's data, from
+    the config.json next to the model)."""
+    import json
+
     import numpy as np
 
     from kidney_tf._loading import load_model
     from kidney_tf.data.pipeline import build_datasets
 
+    if root is None:
+        config = Path(model_path).parent / "config.json"
+        data = json.loads(config.read_text())["train"].get("data") if config.is_file() else None
+        if data:
+            root = str(Path(data).parent) if data.endswith(".csv") else data
     model = load_model(model_path)
     bundle = build_datasets(
         split_csv, image_size=image_size, batch_size=8, split="folders", crop=crop,
-        augment=False, cache=False, class_names=model.class_names,
+        augment=False, cache=False, class_names=model.class_names, root=root,
     )  # fmt: skip
     dataset = bundle.dataset(split)
     labels = np.concatenate([y.numpy().argmax(axis=1) for _, y in dataset])
