@@ -252,6 +252,8 @@ def summarize(name: str, what: str, out: Path, metrics: dict[str, Any] | None) -
     row["recall"] = {c: v.get("recall") for c, v in per_class.items()}
     row["confusion_matrix"] = metrics.get("confusion_matrix")
     cam = metrics.get("cam") or {}
+    if not cam.get("n_images"):  # scored without CAMs (the TTA and final-weight variants)
+        return row
     for key in ("entropy", "radius", "snr_db", "outside_fraction"):
         if isinstance(cam.get(key), dict):
             row[key] = cam[key]["mean"]
