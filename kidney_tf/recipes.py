@@ -184,16 +184,29 @@ def _frozen(presets: dict[str, dict[str, Any]]) -> Mapping[str, Mapping[str, Any
 KIDNEY = "kidney-cam-fostering"
 BRAIN = "brain-mri-efficientnet"
 
-#: What both real-data presets share (from scratch, 128 px, 2 CPU cores).
-_REAL_BASE: dict[str, Any] = {
-    "image_size": 128,
-    "batch_size": 32,
+#: Training from scratch on a CPU, as every preset but "paper" does: Adam 1e-3 with a cosine
+#: schedule to the last epoch, BN momentum 0.9 (with 0.99 the moving statistics lag the weights).
+_FROM_SCRATCH: dict[str, Any] = {
     "lr": 1e-3,
     "lr_schedule": "cosine",
     "patience": 0,
     "weights": None,
     "freeze_epochs": 0,
     "bn_momentum": 0.9,
+}
+#: The demo's fostering fine-tune: the head alone, 3 epochs at 3e-3, the Grad-CAM++ map, λ 10.
+_HEAD_FOSTERING: dict[str, Any] = {
+    "finetune_epochs": 3,
+    "finetune_lr": 3e-3,
+    "finetune_unfreeze_top": 0,
+    "cam_weight": 10.0,
+    "cam_method": "gradcam++",
+}
+#: What both real-data presets share (from scratch, 128 px, 2 CPU cores).
+_REAL_BASE: dict[str, Any] = {
+    **_FROM_SCRATCH,
+    "image_size": 128,
+    "batch_size": 32,
     "ema": 0.99,
     "label_smoothing": 0.1,
     "input_norm": "per-image",
@@ -244,17 +257,8 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType(
                         "image_size": 128,
                         "batch_size": 16,
                         "epochs": 7,
-                        "lr": 1e-3,
-                        "lr_schedule": "cosine",
-                        "patience": 0,
-                        "weights": None,
-                        "freeze_epochs": 0,
-                        "bn_momentum": 0.9,
-                        "finetune_epochs": 3,
-                        "finetune_lr": 3e-3,
-                        "finetune_unfreeze_top": 0,
-                        "cam_weight": 10.0,
-                        "cam_method": "gradcam++",
+                        **_FROM_SCRATCH,
+                        **_HEAD_FOSTERING,
                         "phantom_per_class": 400,
                         "phantom_image_size": 160,
                         "phantom_lesion_scale": 4.0,
@@ -270,11 +274,7 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType(
                         **_REAL_BASE,
                         "epochs": 15,
                         "split": "ranges",
-                        "finetune_epochs": 3,
-                        "finetune_lr": 3e-3,
-                        "finetune_unfreeze_top": 0,
-                        "cam_weight": 10.0,
-                        "cam_method": "gradcam++",
+                        **_HEAD_FOSTERING,
                         "max_cam_images": None,
                     },
                 }
@@ -296,12 +296,7 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType(
                         "image_size": 128,
                         "batch_size": 16,
                         "epochs": 6,
-                        "lr": 1e-3,
-                        "lr_schedule": "cosine",
-                        "patience": 0,
-                        "weights": None,
-                        "freeze_epochs": 0,
-                        "bn_momentum": 0.9,
+                        **_FROM_SCRATCH,
                         "phantom_per_class": 60,
                         "phantom_image_size": 160,
                         "max_cam_images": 64,
