@@ -968,10 +968,7 @@ class _Run:
                     validation_data=shardable(bundle.val),
                     callbacks=callbacks,
                     shuffle=False,  # the stream is shuffled (seeded) by the pipeline
-                    # One line per epoch where ProgressLines writes the in-epoch lines (a log).
-                    verbose=2
-                    if shared["progress"] and config.verbose == "auto"
-                    else config.verbose,
+                    verbose=config.verbose,
                 )
                 epochs_run += end - epoch
                 if shared["nan"].stopped_at is not None:
