@@ -107,3 +107,35 @@ def test_bad_inputs_raise_clear_errors():
         expected_calibration_error(np.full((2, 2), 0.5), [0, 1, 1])
     with pytest.raises(ValueError, match="lie in"):
         expected_calibration_error(np.full((2, 2), 0.5), [0, 5])
+
+
+def test_reliability_bins_equal_sklearn_calibration_curve():
+    from sklearn.calibration import calibration_curve
+
+    rng = np.random.default_rng(2)
+    probs = rng.dirichlet(np.full(3, 0.4), size=400)
+    # a few confidences exactly on bin edges (right-closed bins) and at 1
+    probs[:3] = [[2 / 15, 0.5, 1 - 2 / 15 - 0.5], [1.0, 0.0, 0.0], [1 / 3, 1 / 3, 1 / 3]]
+    y = rng.integers(0, 3, len(probs))
+    rel = reliability_data(probs, y)
+    confidence = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == y).astype(float)
+    prob_true, prob_pred = calibration_curve(correct, confidence, n_bins=15, strategy="uniform")
+    filled = rel.bin_counts > 0
+    np.testing.assert_allclose(rel.bin_accuracy[filled], prob_true, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(rel.bin_confidence[filled], prob_pred, rtol=0, atol=1e-12)
+    # an independent loop over the bins (b/15, (b+1)/15], 0 in the first
+    ece, counts = 0.0, []
+    for b in range(15):
+        lo, hi = b / 15, (b + 1) / 15
+        member = (confidence > lo) & (confidence <= hi) if b else confidence <= hi
+        counts.append(int(member.sum()))
+        if member.any():
+            ece += member.sum() / len(y) * abs(correct[member].mean() - confidence[member].mean())
+    assert rel.bin_counts.tolist() == counts
+    assert rel.ece == pytest.approx(ece, abs=1e-12)
+
+
+def test_reliability_data_of_no_predictions_is_empty():
+    rel = reliability_data(np.zeros((0, 3)), np.zeros(0, dtype=int))
+    assert rel.n == 0 and rel.ece == 0.0 and rel.bin_counts.sum() == 0

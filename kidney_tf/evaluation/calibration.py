@@ -6,7 +6,9 @@ Definitions (Guo et al., 2017, "On Calibration of Modern Neural Networks"):
   the true class.
 - **ECE** with ``n_bins`` equal-width confidence bins over [0, 1] (default 15, as in Guo et al.):
   ``ECE = sum_b |B_b|/N * |accuracy(B_b) - mean_confidence(B_b)|``. Bin ``b`` holds confidences in
-  ``(b/n, (b+1)/n]``; the first bin also holds exactly 0. **MCE** is the largest per-bin gap.
+  ``(b/n, (b+1)/n]``; the first bin also holds exactly 0 (scikit-learn's ``calibration_curve``
+  with ``strategy="uniform"`` gives the per-bin accuracy and confidence). **MCE** is the largest
+  per-bin gap.
 - **Temperature scaling**: a single scalar ``T > 0`` divides the logits, ``softmax(z / T)``; it is
   fitted by minimising the negative log-likelihood on the *validation* split (never the test
   split) and leaves the arg-max, hence accuracy, unchanged. kidney_tf models output probabilities;
@@ -92,17 +94,23 @@ def reliability_data(probabilities, labels, *, n_bins: int = DEFAULT_BINS) -> Re
     y = _as_label_indices(labels, probs.shape[1])
     if len(y) != len(probs):
         raise ValueError(f"{len(probs)} probability rows but {len(y)} labels")
-    confidence = probs.max(axis=1)
+    from sklearn.calibration import calibration_curve
+
+    confidence = np.clip(probs.max(axis=1), 0.0, 1.0)
     correct = (probs.argmax(axis=1) == y).astype(np.float64)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
-    # Right-closed bins (b/n, (b+1)/n]; confidence 0 falls into bin 0.
-    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
-    counts = np.bincount(index, minlength=n_bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        acc = np.bincount(index, weights=correct, minlength=n_bins) / counts
-        conf = np.bincount(index, weights=confidence, minlength=n_bins) / counts
-    gaps = np.where(counts > 0, np.abs(acc - conf), 0.0)
     n = int(len(y))
+    # scikit-learn's uniform bins are right-closed, (b/n, (b+1)/n], with 0 in bin 0; it returns only
+    # the non-empty bins, so the counts (for ECE weights and the diagram) use its same bin rule.
+    counts = np.bincount(np.searchsorted(edges[1:-1], confidence), minlength=n_bins)
+    acc = np.full(n_bins, np.nan)
+    conf = np.full(n_bins, np.nan)
+    if n:
+        filled = counts > 0
+        acc[filled], conf[filled] = calibration_curve(
+            correct, confidence, n_bins=n_bins, strategy="uniform"
+        )
+    gaps = np.where(counts > 0, np.abs(acc - conf), 0.0)
     ece = float(np.sum(counts * gaps) / n) if n else 0.0
     mce = float(gaps.max()) if n else 0.0
     return ReliabilityData(edges, acc, conf, counts.astype(np.int64), ece, mce, n)
