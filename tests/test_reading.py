@@ -427,9 +427,9 @@ def test_scan_real_samples(kidney_ct_sample, brain_mri_sample):
 
 
 def write_ct_dicom(
-    path: Path, hu: np.ndarray, *, photometric: str = "MONOCHROME2", frames: int = 1
+    path: Path, hu: np.ndarray, *, photometric: str = "MONOCHROME2", frames: int = 1, **extra
 ) -> Path:
-    """A minimal CT slice: stored = HU + 1024 (slope 1, intercept -1024)."""
+    """A minimal CT slice: stored = HU + 1024 (slope 1, intercept -1024); ``extra`` attributes."""
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
@@ -457,6 +457,8 @@ def write_ct_dicom(
     ds.HighBit = 11
     ds.PixelRepresentation = 0
     ds.PixelData = stored.tobytes()
+    for key, value in extra.items():
+        setattr(ds, key, value)
     ds.save_as(path, enforce_file_format=True)
     return path
 
@@ -483,6 +485,50 @@ def test_dicom_round_trip_hu_and_windows(tmp_path):
     assert validate_image(path) == HU.shape
     with pytest.raises(ImageReadError, match="unknown window"):
         dicom.read_dicom(path, window="spine")
+
+
+def _dicom_linear(hu, center, width):
+    """DICOM PS3.3 C.11.2.1.2.1 LINEAR onto 0..255, written out independently."""
+    x = hu.astype(np.float64)
+    y = ((x - (center - 0.5)) / (width - 1) + 0.5) * 255
+    y = np.where(x <= center - 0.5 - (width - 1) / 2, 0, y)
+    y = np.where(x > center - 0.5 + (width - 1) / 2, 255, y)
+    return np.rint(y).astype(np.uint8)
+
+
+def test_dicom_voi_follows_the_standard(tmp_path):
+    hu = np.arange(-200, 300, 7, dtype=np.int16).reshape(1, -1)
+    plain = write_ct_dicom(tmp_path / "plain.dcm", hu)
+    np.testing.assert_array_equal(dicom.read_dicom(plain), _dicom_linear(hu, 40, 400))
+    np.testing.assert_array_equal(
+        dicom.read_dicom(plain, window=(50, 350)), _dicom_linear(hu, 50, 350)
+    )
+    sigmoid = write_ct_dicom(
+        tmp_path / "sigmoid.dcm", hu, WindowCenter=60, WindowWidth=200, VOILUTFunction="SIGMOID"
+    )
+    expected = np.rint(255 / (1 + np.exp(-4 * (hu - 60.0) / 200))).astype(np.uint8)
+    np.testing.assert_array_equal(dicom.read_dicom(sigmoid, window="file"), expected)
+    exact = write_ct_dicom(
+        tmp_path / "exact.dcm", hu, WindowCenter=0, WindowWidth=100, VOILUTFunction="LINEAR_EXACT"
+    )
+    linear_exact = np.clip(np.rint((hu + 50.0) * 255 / 100), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(dicom.read_dicom(exact, window="file"), linear_exact)
+
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    item = Dataset()  # 8-bit VOI LUT: entries 0..99 for HU 0..99, clipped outside
+    item.LUTDescriptor = [100, 0, 8]
+    lut = np.linspace(0, 255, 100).round().astype("<u2")
+    item.LUTData = lut.tobytes()  # OW, as scanners write it
+    lut_file = write_ct_dicom(tmp_path / "lut.dcm", hu, VOILUTSequence=Sequence([item]))
+    index = np.clip(hu.astype(np.int64), 0, 99)
+    np.testing.assert_array_equal(
+        dicom.read_dicom(lut_file, window="file"), lut.astype(np.uint8)[index]
+    )
+    with pytest.raises(ImageReadError, match=r"Window Width") as info:
+        dicom.read_dicom(plain, window=(40, 0.5))
+    assert info.value.path == str(plain)
 
 
 def test_dicom_monochrome1_multiframe_and_scan(tmp_path):

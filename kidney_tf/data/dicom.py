@@ -8,8 +8,11 @@ Pipeline for one slice:
 
 1. Modality LUT (``RescaleSlope``/``RescaleIntercept``, or a Modality LUT Sequence) via pydicom's
    ``apply_modality_lut``: CT stored values become Hounsfield units (HU).
-2. Windowing with a named preset or ``(center, width)``: values in
-   ``[center - width/2, center + width/2]`` map linearly to 0..255, below -> 0, above -> 255.
+2. VOI windowing via pydicom's ``apply_windowing``/``apply_voi_lut`` (DICOM PS3.3 C.11.2), scaled
+   to 0..255: a named preset or ``(center, width)`` uses the standard's ``LINEAR`` function;
+   ``window="file"`` uses the file's own VOI LUT Sequence or window with its ``VOILUTFunction``
+   (``LINEAR``, ``LINEAR_EXACT``, ``SIGMOID``); ``"minmax"`` maps the slice's range exactly
+   (``LINEAR_EXACT``).
 3. ``MONOCHROME1`` images (white = low value) are inverted so that high values are bright.
 
 Window presets (center, width in HU) follow the standard CT display settings listed in
@@ -119,12 +122,13 @@ def dicom_size(path: str | os.PathLike) -> tuple[int, int]:
         raise _error(path, "DICOM file has no Rows/Columns (not an image)") from None
 
 
-def _modality_lut() -> Any:
+def _pixel_function(name: str) -> Any:
+    """A function of ``pydicom.pixels`` (pydicom 3) or ``pydicom.pixel_data_handlers.util`` (2.x)."""
     try:
-        from pydicom.pixels import apply_modality_lut
+        import pydicom.pixels as module
     except ImportError:  # pydicom 2.x
-        from pydicom.pixel_data_handlers.util import apply_modality_lut
-    return apply_modality_lut
+        import pydicom.pixel_data_handlers.util as module
+    return getattr(module, name)
 
 
 def _pixels(ds: Any, path: str | os.PathLike, frame: int | None) -> np.ndarray:
@@ -152,7 +156,7 @@ def _pixels(ds: Any, path: str | os.PathLike, frame: int | None) -> np.ndarray:
 
 def to_hounsfield(ds: Any, pixels: np.ndarray) -> np.ndarray:
     """Apply the Modality LUT (rescale slope/intercept) -> float32 (HU for CT)."""
-    return np.asarray(_modality_lut()(pixels, ds), dtype=np.float32)
+    return np.asarray(_pixel_function("apply_modality_lut")(pixels, ds), dtype=np.float32)
 
 
 def dicom_to_hu(path: str | os.PathLike, *, frame: int | None = None) -> np.ndarray:
@@ -167,13 +171,46 @@ def dicom_to_hu(path: str | os.PathLike, *, frame: int | None = None) -> np.ndar
     return to_hounsfield(ds, pixels)
 
 
-def apply_window(values: np.ndarray, center: float, width: float) -> np.ndarray:
-    """Linear window: ``[center - width/2, center + width/2]`` -> 0..255 ``uint8`` (clipped)."""
-    if width <= 0:
-        raise ValueError(f"window width must be > 0, got {width}")
-    low = center - width / 2.0
-    scaled = (np.asarray(values, dtype=np.float32) - low) * (255.0 / width)
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+def apply_window(
+    values: np.ndarray, center: float, width: float, function: str = "LINEAR"
+) -> np.ndarray:
+    """VOI window (DICOM ``VOILUTFunction``, default ``LINEAR``) -> 0..255 ``uint8``.
+
+    pydicom's ``apply_windowing`` with an 8-bit output range. ``LINEAR`` (the standard's, what a
+    DICOM viewer shows) needs ``width >= 1``; ``LINEAR_EXACT`` maps
+    ``[center - width/2, center + width/2]`` onto 0..255; ``SIGMOID`` is the standard's sigmoid.
+
+    Usage: ``u8 = apply_window(hu, 40, 400)``
+    """
+    from pydicom.dataset import Dataset
+
+    voi = Dataset()  # only what apply_windowing reads; 8 unsigned bits -> output range 0..255
+    voi.PhotometricInterpretation = "MONOCHROME2"
+    voi.BitsStored = 8
+    voi.PixelRepresentation = 0
+    voi.WindowCenter = float(center)
+    voi.WindowWidth = float(width)
+    voi.VOILUTFunction = str(function).upper()
+    windowed = _pixel_function("apply_windowing")(np.asarray(values, dtype=np.float64), voi)
+    return np.clip(np.rint(windowed), 0, 255).astype(np.uint8)
+
+
+def _apply_file_voi(values: np.ndarray, ds: Any) -> np.ndarray:
+    """The file's own VOI (LUT Sequence first, as pydicom prefers, else its window) -> uint8."""
+    if ds.get("VOILUTSequence"):
+        item = ds.VOILUTSequence[0]
+        if item.get("LUTDescriptor") is not None and item.get("LUTData") is not None:
+            entries, first = int(item.LUTDescriptor[0]) or 2**16, int(item.LUTDescriptor[1])
+            # Clip to the LUT's input range first (the standard clips there too): pydicom 3.0's
+            # apply_voi subtracts in the LUT's dtype, so an 8-bit LUT wraps inputs >= 256.
+            inputs = np.clip(np.rint(values), first, first + entries - 1).astype(np.int64)
+            lut = _pixel_function("apply_voi")(inputs, ds)
+            top = 2 ** int(item.LUTDescriptor[2]) - 1
+            return np.clip(np.rint(lut.astype(np.float64) * (255.0 / top)), 0, 255).astype(np.uint8)
+    if "WindowCenter" not in ds or "WindowWidth" not in ds:
+        raise ValueError("window='file' but the DICOM file has no VOI LUT or WindowCenter/Width")
+    function = str(ds.get("VOILUTFunction", "") or "LINEAR")
+    return apply_window(values, _first(ds.WindowCenter), _first(ds.WindowWidth), function)
 
 
 def _first(value: Any) -> float:
@@ -183,42 +220,44 @@ def _first(value: Any) -> float:
     return float(value)
 
 
-def resolve_window(
-    window: Window, ds: Any = None, values: np.ndarray | None = None
-) -> tuple[float, float]:
-    """``(center, width)`` for a preset name, ``"file"``, ``"minmax"``, a pair, or None (auto).
+def _has_file_voi(ds: Any) -> bool:
+    return ds is not None and (
+        bool(ds.get("VOILUTSequence")) or ("WindowCenter" in ds and "WindowWidth" in ds)
+    )
 
-    Auto: CT -> the ``kidney`` preset; other modalities -> the file's VOI window if present,
-    else the slice's min..max.
+
+def window_slice(values: np.ndarray, window: Window = None, ds: Any = None) -> np.ndarray:
+    """Modality values -> ``uint8`` through a preset name, ``"file"``, ``"minmax"``, a pair or None.
+
+    None (auto): CT -> the ``kidney`` preset; other modalities -> the file's VOI (LUT Sequence or
+    window) if present, else the slice's min..max. Bad windows raise ``ValueError``.
+
+    Usage: ``u8 = window_slice(hu, "bone")``
     """
     if window is None:
         modality = str(getattr(ds, "Modality", "")).upper() if ds is not None else ""
         if modality == "CT":
             window = DEFAULT_CT_WINDOW
-        elif ds is not None and "WindowCenter" in ds and "WindowWidth" in ds:
-            window = FILE_WINDOW
         else:
-            window = MINMAX_WINDOW
+            window = FILE_WINDOW if _has_file_voi(ds) else MINMAX_WINDOW
     if isinstance(window, str):
         name = window.strip().lower()
         if name in WINDOW_PRESETS:
-            return WINDOW_PRESETS[name]
+            return apply_window(values, *WINDOW_PRESETS[name])
         if name == FILE_WINDOW:
-            if ds is None or "WindowCenter" not in ds or "WindowWidth" not in ds:
-                raise ValueError("window='file' but the DICOM file has no WindowCenter/Width")
-            return _first(ds.WindowCenter), _first(ds.WindowWidth)
+            if ds is None:
+                raise ValueError("window='file' needs the DICOM dataset")
+            return _apply_file_voi(values, ds)
         if name == MINMAX_WINDOW:
-            if values is None:
-                raise ValueError("window='minmax' needs the pixel values")
             low, high = float(np.min(values)), float(np.max(values))
-            return (low + high) / 2.0, max(high - low, 1e-6)
+            return apply_window(values, (low + high) / 2.0, max(high - low, 1e-6), "LINEAR_EXACT")
         known = ", ".join([*WINDOW_PRESETS, FILE_WINDOW, MINMAX_WINDOW])
         raise ValueError(f"unknown window {window!r}; use one of {known} or (center, width)")
     try:
         center, width = (float(v) for v in window)
     except (TypeError, ValueError):
         raise ValueError(f"window must be a name or (center, width), got {window!r}") from None
-    return center, width
+    return apply_window(values, center, width)
 
 
 def read_dicom(
@@ -231,8 +270,9 @@ def read_dicom(
     """Read one DICOM slice as ``uint8``: ``(H, W)`` for grayscale, ``(H, W, 3)`` for colour.
 
     Args:
-        window: preset name (see :data:`WINDOW_PRESETS`), ``"file"`` (the file's own VOI
-            window), ``"minmax"``, ``(center, width)``, or None (auto, see :func:`resolve_window`).
+        window: preset name (see :data:`WINDOW_PRESETS`), ``"file"`` (the file's own VOI LUT or
+            window and ``VOILUTFunction``), ``"minmax"``, ``(center, width)``, or None (auto, see
+            :func:`window_slice`).
         frame: frame index for multi-frame files (required there).
         max_pixels: refuse images with more pixels than this (checked from the header).
 
@@ -252,10 +292,9 @@ def read_dicom(
         return scale_uint16(np.clip(pixels, 0, 65535))
     values = to_hounsfield(ds, pixels)
     try:
-        center, width = resolve_window(window, ds, values)
-    except ValueError as exc:
+        out = window_slice(values, window, ds)
+    except (ValueError, NotImplementedError) as exc:  # bad window / unsupported VOI LUT depth
         raise _error(path, str(exc)) from None
-    out = apply_window(values, center, width)
     if str(getattr(ds, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         out = 255 - out
     return out
