@@ -7,7 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from kidney_tf.evaluation.compare import compare_metrics, compare_reports, load_report
+from kidney_tf.evaluation.compare import (
+    compare_metrics,
+    compare_reports,
+    divergence_warning,
+    load_report,
+    maps_diverge,
+)
 from kidney_tf.evaluation.schema import save_cam_examples
 
 CLASSES = ["Cyst", "Normal", "Stone", "Tumor"]
@@ -105,6 +111,33 @@ def test_compare_metrics_handles_missing_and_zero():
     rows = {r["key"]: r for r in compare_metrics(a, b)}
     assert rows["accuracy"]["abs_change"] == 0.5 and rows["accuracy"]["rel_change"] is None
     assert rows["entropy"]["b"] is None and rows["entropy"]["abs_change"] is None
+
+
+@pytest.mark.parametrize(
+    ("own", "evaluated", "diverge"),
+    [
+        (-0.50, -0.02, True),  # the penalised map halved, the evaluated one barely moved
+        (-0.50, -0.20, False),  # both moved: 0.20 is more than a third of 0.50
+        (-0.30, 0.099, True),  # opposite signs count by magnitude
+        (-0.09, 0.0, False),  # below 10 %: not a divergence
+        (0.30, 0.11, False),  # a rise: the evaluated map moved more than a third as much
+    ],
+)
+def test_one_divergence_rule_for_compare_and_the_reproduce_summary(own, evaluated, diverge):
+    from kidney_tf.pipelines.summary import _divergence_note
+
+    assert maps_diverge(own, evaluated) is diverge
+    assert maps_diverge(own, evaluated) is (abs(own) >= 0.1 and 3 * abs(evaluated) < abs(own))
+    rows = [
+        {"key": "fostering_entropy", "rel_change": own},
+        {"key": "entropy", "rel_change": evaluated},
+    ]
+    assert (divergence_warning(rows) is not None) is diverge
+    results = {  # baselines of 1.0, so the summary's relative changes are own and evaluated
+        "baseline": {"penalty_cam_entropy": 1.0, "entropy_native": 1.0},
+        "fostered": {"penalty_cam_entropy": 1.0 + own, "entropy_native": 1.0 + evaluated},
+    }
+    assert (_divergence_note(results) is not None) is diverge
 
 
 def test_consistency_warnings_and_missing_examples(reports, tmp_path):

@@ -258,6 +258,19 @@ def _consistency_warnings(metrics_a, metrics_b, labels) -> list[str]:
     return warnings
 
 
+def maps_diverge(own_change: float, evaluated_change: float) -> bool:
+    """Whether the fostered map and the evaluated map moved differently under fostering.
+
+    True when the fostered map's relative change is at least 10 % and the evaluated map's is less
+    than a third of it (used by ``compare`` and the reproduce summary).
+
+    Usage::
+
+        maps_diverge(-0.5, -0.02)  # True: the penalised map halved, Grad-CAM++ barely moved
+    """
+    return abs(own_change) >= 0.10 and abs(evaluated_change) < abs(own_change) / 3
+
+
 def divergence_warning(rows: list[dict[str, Any]]) -> str | None:
     """A warning when the fostered map's entropy and the evaluated map's move differently.
 
@@ -268,7 +281,7 @@ def divergence_warning(rows: list[dict[str, Any]]) -> str | None:
     if not own or not evaluated or own["rel_change"] is None or evaluated["rel_change"] is None:
         return None
     a, b = own["rel_change"], evaluated["rel_change"]
-    if abs(a) >= 0.10 and abs(b) < abs(a) / 3:
+    if maps_diverge(a, b):
         return (
             f"the fostered map's entropy changed {100 * a:+.1f} % but the evaluated map's only "
             f"{100 * b:+.1f} %: fostering sharpened a different map from the one this report "
@@ -474,6 +487,7 @@ __all__ = [
     "PAPER_REFERENCES",
     "bootstrap_interval",
     "divergence_warning",
+    "maps_diverge",
     "paired_interval",
     "per_image_values",
     "compare_metrics",

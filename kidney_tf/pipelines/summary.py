@@ -229,8 +229,10 @@ def _divergence_note(results: dict[str, dict[str, Any]]) -> str | None:
     ev_a, ev_b = _finite(base.get("entropy_native")), _finite(fost.get("entropy_native"))
     if None in (own_a, own_b, ev_a, ev_b) or not own_a or not ev_a:
         return None
+    from kidney_tf.evaluation.compare import maps_diverge
+
     own, evaluated = (own_b - own_a) / own_a, (ev_b - ev_a) / ev_a
-    if abs(own) >= 0.10 and abs(evaluated) < abs(own) / 3:
+    if maps_diverge(own, evaluated):
         return (
             f"The fostered map and the evaluated map diverge: the penalised map's entropy moved "
             f"{100 * own:+.1f} %, the Grad-CAM++ map's (native grid) only {100 * evaluated:+.1f} % "
