@@ -607,6 +607,33 @@ def test_verify_warns_about_blank_images_and_stray_files(tmp_path, capsys):
     assert "constant_images" not in verify_dataset(clean).codes()
 
 
+def test_max_pixels_flag_sets_the_limit_of_every_reader_for_one_command(
+    tmp_path, capsys, monkeypatch
+):
+    from kidney_tf.data.reading import MAX_PIXELS_ENV, max_pixels_limit
+
+    monkeypatch.delenv(MAX_PIXELS_ENV, raising=False)
+    root = make_tree(tmp_path / "data", per_class=3)
+    big = root / "a" / "big.png"
+    noise = np.random.default_rng(0).integers(0, 255, (60, 60), dtype=np.uint8)
+    Image.fromarray(noise).save(big)  # 3,600 pixels
+    assert SIZE * SIZE < 2000
+    code, out, _ = run_cli(capsys, "data", "verify", "--root", root, "--max-pixels", "2000")
+    assert code == 1 and "Images: 6 readable, 1 unreadable" in out
+    assert "big.png: image is 60x60 (3,600 pixels) > max_pixels=2,000" in out
+    assert "--max-pixels N" in out
+    assert MAX_PIXELS_ENV not in os.environ  # the limit held for that command only
+    code, out, _ = run_cli(capsys, "data", "verify", "--root", root)
+    assert "Images: 7 readable, 0 unreadable" in out
+
+    assert max_pixels_limit() == 50_000_000 and max_pixels_limit(None) is None
+    monkeypatch.setenv(MAX_PIXELS_ENV, "0")
+    assert max_pixels_limit() is None and max_pixels_limit(7) == 7
+    monkeypatch.setenv(MAX_PIXELS_ENV, "many")
+    with pytest.raises(ValueError, match="KIDNEY_TF_MAX_PIXELS='many': expected a pixel count"):
+        max_pixels_limit()
+
+
 def test_evaluate_names_a_missing_model_first(tmp_path, capsys):
     missing = tmp_path / "nope.keras"
     code, _, err = run_cli(capsys, "evaluate", "--model", missing, "--out", tmp_path / "r")
@@ -660,6 +687,28 @@ def test_argument_errors_come_before_tensorflow_is_imported(tmp_path):
     control = _kidney_tf("train", "--data", data, "--out", tmp_path / "run", env=env)
     assert control.returncode != 0 and "tensorflow was imported" in control.stderr
     assert not (tmp_path / "run").exists()
+
+    # export: the model file, the version folder and the output guard, all before TensorFlow
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"not checked before TensorFlow")
+    notes = tmp_path / "notes.png"
+    notes.write_bytes(b"user's file")
+    cases = {
+        ("--model", tmp_path / "nope.keras", "--out", tmp_path / "s" / "1"): (
+            f"{tmp_path / 'nope.keras'}: model not found (--model)"
+        ),
+        ("--model", model, "--out", notes, "--overwrite"): "the version folder must be a positive",
+        ("--model", model, "--out", tmp_path / "s", "--version", "v2"): (
+            "version must be a positive integer or 'auto', got 'v2'"
+        ),
+    }
+    for args, message in cases.items():
+        proc = _kidney_tf("export", *args, env=env)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+        assert "tensorflow was imported" not in proc.stderr
+    assert notes.read_bytes() == b"user's file" and not (tmp_path / "s").exists()
+    control = _kidney_tf("export", "--model", model, "--out", tmp_path / "s" / "1", env=env)
+    assert control.returncode != 0 and "tensorflow was imported" in control.stderr
 
 
 NATIVE_LOG = re.compile(r"^[IWEF]\d{4} |absl::InitializeLog|cuInit|cudart_stub", re.M)

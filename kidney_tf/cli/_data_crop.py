@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--margin", type=int, default=0, help="pixels kept around the box (0)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --dst")
-    add_common_arguments(p)
+    add_common_arguments(p, reads_images=True)
     p.set_defaults(func=run)
 
 

@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--test-fraction", type=float, default=0.15)
     p.add_argument("--per-class", type=int, default=1, help="samples per class (1)")
     p.add_argument("--n-augment", type=int, default=4, help="augmented copies per sample (4)")
-    add_common_arguments(p)
+    add_common_arguments(p, reads_images=True)
     p.set_defaults(func=run)
 
 

@@ -69,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--list-manifests", action="store_true", help="list the known dataset manifests and exit"
     )
-    add_common_arguments(p)
+    add_common_arguments(p, reads_images=True)
     p.set_defaults(func=run)
 
 

@@ -104,7 +104,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split-method", choices=SPLIT_METHODS)
     p.add_argument("--val-fraction", type=float)
     p.add_argument("--test-fraction", type=float)
-    add_common_arguments(p)
+    add_common_arguments(p, reads_images=True)
     p.set_defaults(func=run)
 
 

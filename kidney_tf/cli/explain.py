@@ -65,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, help="input size for models built without one")
     p.add_argument("--batch-size", type=int, default=8, help="images per CAM batch (default 8)")
     p.add_argument("--save-maps", action="store_true", help="also write maps.npz (float32 maps)")
-    add_common_arguments(p)
+    add_common_arguments(p, reads_images=True)
     p.set_defaults(func=run)
 
 

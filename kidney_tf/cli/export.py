@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from kidney_tf.cli.main import add_common_arguments, at_least
 from kidney_tf.recipes import CROP_CHOICES
@@ -65,23 +66,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kidney_tf._loading import load_model
-    from kidney_tf.export.saved_model import (
+    from kidney_tf.export.layout import (
         check_export_target,
-        export_saved_model,
         read_export_metadata,
         resolve_version_dir,
     )
 
+    # Everything that needs no TensorFlow is checked before it is imported.
+    if not Path(args.model).exists():
+        raise FileNotFoundError(f"{args.model}: model not found (--model)")
     class_names = None
     if args.class_names:
         class_names = [n.strip() for n in args.class_names.split(",") if n.strip()]
     target = resolve_version_dir(args.out, args.version)
     check_export_target(target, overwrite=args.overwrite, source=args.model)
 
-    from kidney_tf.data.reading import DEFAULT_MAX_PIXELS
+    from kidney_tf._loading import load_model
+    from kidney_tf.data.reading import max_pixels_limit
+    from kidney_tf.export.saved_model import export_saved_model
 
-    max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
+    max_pixels = max_pixels_limit() if args.max_pixels is None else (args.max_pixels or None)
     model = load_model(args.model, compile=False)
     path = export_saved_model(
         model,

@@ -8,7 +8,9 @@ lazily so ``kidney-tf --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -85,10 +87,40 @@ def register_modules(subparsers, package: str, names: Sequence[str]) -> None:
         importlib.import_module(f"{package}.{name}").register(subparsers)
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--quiet`` and ``--verbose`` for every command."""
+def add_common_arguments(parser: argparse.ArgumentParser, *, reads_images: bool = False) -> None:
+    """``--quiet`` and ``--verbose`` for every command; ``--max-pixels`` for those that read
+    image files (``reads_images=True``)."""
     parser.add_argument("-q", "--quiet", action="store_true", help="only print warnings and errors")
     parser.add_argument("-v", "--verbose", action="store_true", help="print debug messages")
+    if reads_images:
+        parser.add_argument(
+            "--max-pixels",
+            dest="read_max_pixels",
+            type=at_least(0),
+            metavar="N",
+            help="images with more pixels are decoded at reduced scale (JPEG) or refused "
+            "(default 50,000,000 or $KIDNEY_TF_MAX_PIXELS; 0: no limit)",
+        )
+
+
+@contextlib.contextmanager
+def _max_pixels(value: int | None):
+    """``--max-pixels`` through the environment for the command's duration, so that tf.data's
+    reader threads and the worker processes it starts see the same limit."""
+    if value is None:
+        yield
+        return
+    from kidney_tf.data.reading import MAX_PIXELS_ENV
+
+    before = os.environ.get(MAX_PIXELS_ENV)
+    os.environ[MAX_PIXELS_ENV] = str(value)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(MAX_PIXELS_ENV, None)
+        else:
+            os.environ[MAX_PIXELS_ENV] = before
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -102,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not verbose:
         quiet_tensorflow()
     try:
-        return int(args.func(args) or 0)
+        with _max_pixels(getattr(args, "read_max_pixels", None)):
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("kidney-tf: interrupted", file=sys.stderr)
         return 130

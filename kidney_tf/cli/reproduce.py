@@ -90,7 +90,7 @@ def add_tuning_arguments(p: argparse.ArgumentParser) -> None:
         help="phantom lesion radius multiplier (1.0 = public-data sizes)",
     )
     g.add_argument("--seed", type=int)
-    add_common_arguments(p)
+    add_common_arguments(p, reads_images=True)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -229,7 +229,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="XLA (slower on CPU; off by default)",
     )
-    add_common_arguments(p)
+    add_common_arguments(p, reads_images=True)
     p.set_defaults(func=run)
 
 

@@ -12,7 +12,8 @@ Decoding policy (one place, so every caller sees the same pixels):
   32-bit float images are refused (no fixed range to map).
 * EXIF orientation is not applied (scans are stored in display order; ``tf.io.decode_image`` does
   the same).
-* Memory bound: an image with more than ``max_pixels`` pixels (default 50 M, e.g. 7071 x 7071) is
+* Memory bound: an image with more than ``max_pixels`` pixels (default 50 M, e.g. 7071 x 7071;
+  ``$KIDNEY_TF_MAX_PIXELS``, set by the CLI's ``--max-pixels``, changes the default) is
   decoded at a reduced scale (1/2, 1/4, 1/8) when the codec supports it (JPEG, via Pillow
   ``draft``) and refused with :class:`ImageReadError` otherwise (PNG, TIFF, BMP cannot be decoded
   partially). ``max_side`` downsizes the result (JPEG again decoded at reduced scale first).
@@ -70,9 +71,38 @@ SPLIT_ALIASES: dict[str, str] = {
 }
 #: Images with more pixels than this are decoded at reduced scale (JPEG) or refused (others).
 DEFAULT_MAX_PIXELS = 50_000_000
+#: Environment variable that replaces the default limit (0: none), set by ``--max-pixels`` so that
+#: tf.data workers and every reader of one command see the same limit.
+MAX_PIXELS_ENV = "KIDNEY_TF_MAX_PIXELS"
+#: ``max_pixels`` argument meaning "the limit in force" (:func:`max_pixels_limit`).
+DEFAULT = "default"
 MANIFEST_COLUMNS: tuple[str, ...] = ("path", "label", "split", "mask_path")
 
 _JPEG_SCALES = (1, 2, 4, 8)
+
+
+def max_pixels_limit(max_pixels: int | None | str = DEFAULT) -> int | None:
+    """Resolve a ``max_pixels`` argument: :data:`DEFAULT` -> ``$KIDNEY_TF_MAX_PIXELS`` (0: no
+    limit) or :data:`DEFAULT_MAX_PIXELS`; anything else is returned as is.
+
+    Usage: ``max_pixels_limit()``  # 50_000_000 unless the environment says otherwise
+    """
+    if max_pixels != DEFAULT:
+        return max_pixels  # type: ignore[return-value]
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(
+            f"{MAX_PIXELS_ENV}={text!r}: expected a pixel count (0: no limit)"
+        ) from None
+    if value < 0:
+        raise ValueError(f"{MAX_PIXELS_ENV}={text!r}: expected a pixel count >= 0 (0: no limit)")
+    return value or None
+
+
 _VALIDATE_SIDE = (
     64  # JPEG validation decodes at <= 1/8 scale: every entropy-coded byte is still read
 )
@@ -219,7 +249,7 @@ def _decode(
             path,
             f"image is {width}x{height} ({width * height:,} pixels) > max_pixels={max_pixels:,}; "
             f"{image.format or 'this format'} cannot be decoded at reduced scale: downscale the "
-            "file or pass max_pixels=None",
+            "file or raise the limit (CLI: --max-pixels N, 0 for none; Python: max_pixels=None)",
         )
     try:
         image.load()
@@ -275,13 +305,14 @@ def read_image(
     path: str | os.PathLike,
     *,
     max_side: int | None = None,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_pixels: int | None | str = DEFAULT,
 ) -> np.ndarray:
     """Decode ``path`` to ``uint8`` ``(H, W, 3)`` RGB (see the module docstring for the policy).
 
     Args:
         max_side: if set, downscale (INTER_AREA, aspect kept) so the longest side is at most this.
-        max_pixels: memory bound; larger images are decoded at reduced scale (JPEG) or refused.
+        max_pixels: memory bound; larger images are decoded at reduced scale (JPEG) or refused
+            (``DEFAULT``: :func:`max_pixels_limit`; None: no bound).
 
     Raises:
         ImageReadError: missing, empty, corrupt, truncated, non-image or over-limit files.
@@ -292,6 +323,7 @@ def read_image(
 
     Usage: ``rgb = read_image("Cyst/Cyst- (1).jpg")``
     """
+    max_pixels = max_pixels_limit(max_pixels)
     if is_dicom_path(path):
         return _read_dicom_rgb(path, max_side=max_side, max_pixels=max_pixels)
     try:
@@ -318,7 +350,7 @@ def read_mask(
     path: str | os.PathLike,
     *,
     shape: tuple[int, int] | None = None,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_pixels: int | None | str = DEFAULT,
 ) -> np.ndarray:
     """Read a segmentation mask as ``bool`` ``(H, W)``.
 
@@ -328,6 +360,7 @@ def read_mask(
 
     Usage: ``mask = read_mask("masks/Cyst/a.png", shape=image.shape[:2])``
     """
+    max_pixels = max_pixels_limit(max_pixels)
     with _open(path) as image:
         image = _decode(image, path, max_pixels, None)
         if image.format == "JPEG":
@@ -358,7 +391,7 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
 
 
 def validate_image(
-    path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    path: str | os.PathLike, *, max_pixels: int | None | str = DEFAULT
 ) -> tuple[int, int]:
     """Check that ``path`` decodes completely; return its full-size ``(height, width)``.
 
@@ -368,6 +401,7 @@ def validate_image(
     Raises:
         ImageReadError: with the reason, exactly as :func:`read_image` would.
     """
+    max_pixels = max_pixels_limit(max_pixels)
     if is_dicom_path(path):
         from kidney_tf.data import dicom
 

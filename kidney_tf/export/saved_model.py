@@ -28,7 +28,6 @@ Usage::
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -45,16 +44,21 @@ from kidney_tf.data.reading import DEFAULT_MAX_PIXELS
 from kidney_tf.explain.maps import expand_cams, gradcam_plus_plus
 from kidney_tf.explain.statistics import cam_radius, cam_snr, normalized_entropy
 from kidney_tf.export.image_bytes import decode_image_batch
+from kidney_tf.export.layout import (
+    METADATA_DIR,
+    METADATA_FILE,
+    check_export_target,
+    read_export_metadata,
+    resolve_version_dir,
+)
 from kidney_tf.models.builders import last_conv_layer_name
 from kidney_tf.models.heads import LOGITS_LAYER
 from kidney_tf.recipes import parse_crop
-from kidney_tf.utils.io import atomic_dir, check_output_dir, write_json_atomic
+from kidney_tf.utils.io import atomic_dir, write_json_atomic
 from kidney_tf.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-METADATA_FILE = "kidney_tf_export.json"
-METADATA_DIR = "assets.extra"  # SavedModel convention: files beside the model, not loaded by TF
 FORMAT = "kidney_tf.saved_model/1"
 SIGNATURES = ("serving_default", "predict_image_bytes", "explain")
 WARMUP_FILE = "tf_serving_warmup_requests"  # TF Serving replays it before serving (assets.extra)
@@ -132,58 +136,6 @@ def _make_readable(root: Path) -> None:
     os.umask(mask)
     for path in [root, *root.rglob("*")]:
         path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
-
-
-def resolve_version_dir(out_dir: str | os.PathLike, version: int | str | None = None) -> Path:
-    """``BASE/<version>`` from ``out_dir`` and ``version`` (see :func:`export_saved_model`).
-
-    Version folders are positive integers (what TF Serving loads); anything else is refused.
-    """
-    out_dir = Path(out_dir)
-    if version is None:
-        if not _is_version(out_dir.name):
-            raise ValueError(
-                f"{out_dir}: the version folder must be a positive integer (TF Serving loads "
-                "BASE/1, BASE/2, ...); pass --out BASE/<N> or --out BASE --version auto|N"
-            )
-        return out_dir
-    if out_dir.exists() and not out_dir.is_dir():
-        raise FileExistsError(f"{out_dir}: a file is there, not a model base folder")
-    if version == "auto":
-        existing = [int(p.name) for p in out_dir.glob("*") if p.is_dir() and _is_version(p.name)]
-        return out_dir / str(max(existing, default=0) + 1)
-    if isinstance(version, bool) or not _is_version(str(version)):
-        raise ValueError(f"version must be a positive integer or 'auto', got {version!r}")
-    return out_dir / str(int(version))
-
-
-def _is_version(name: str) -> bool:
-    return name.isascii() and name.isdigit() and int(name) > 0 and name == str(int(name))
-
-
-def check_export_target(
-    target: str | os.PathLike, *, overwrite: bool = False, source: str | os.PathLike | None = None
-) -> Path:
-    """Refuse a version folder that is not new, empty or (with ``overwrite``) an earlier export.
-
-    Usage: ``check_export_target(resolve_version_dir("serving/kidney", "auto"))``.
-    """
-    return check_output_dir(
-        target,
-        "export",
-        inputs=[source],
-        replace=True,
-        overwrite=overwrite,
-        markers=(f"{METADATA_DIR}/{METADATA_FILE}",),
-    )
-
-
-def read_export_metadata(export_dir: str | os.PathLike) -> dict[str, Any]:
-    """The ``kidney_tf_export.json`` of an exported version folder (no TensorFlow needed)."""
-    path = Path(export_dir) / METADATA_DIR / METADATA_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found (is {export_dir} a kidney_tf export?)")
-    return json.loads(path.read_text())
 
 
 # --------------------------------------------------------------------------- settings
