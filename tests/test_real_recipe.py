@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -189,6 +190,12 @@ def test_progress_lines_write_whole_lines_with_step_rate_and_eta():
     assert len(lines) == 10
     assert lines[0].startswith("epoch 1/2  step 1/5  ") and "img/s" in lines[0]
     assert lines[-1].startswith("epoch 2/2  step 5/5") and "epoch ETA 0 s" in lines[-1]
+    # beside Keras' progress bar (verbose=1, which redraws with "\r") each line starts afresh
+    stream = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()):
+        model.fit(x, y, epochs=1, batch_size=8, verbose=1, callbacks=[ProgressLines(1e-9, stream)])
+    assert stream.getvalue().startswith("\nepoch 1/1  step 1/5  ")
+    assert stream.getvalue().count("\nepoch 1/1  step ") == 5
     with pytest.raises(ValueError, match="every must be > 0"):
         ProgressLines(every=0)
 

@@ -168,7 +168,9 @@ class ProgressLines(keras.callbacks.Callback):
             parts.append(f"loss {float(logs['loss']):.4f}")
         if math.isfinite(eta):
             parts.append(f"epoch ETA {eta:.0f} s")
-        print("  ".join(parts), file=self.stream or sys.stdout, flush=True)
+        # Keras' progress bar (verbose=1) ends its updates with "\r", not a newline: start a line
+        lead = "\n" if (self.params or {}).get("verbose") == 1 else ""
+        print(lead + "  ".join(parts), file=self.stream or sys.stdout, flush=True)
 
 
 class StopOnNaN(keras.callbacks.TerminateOnNaN):
