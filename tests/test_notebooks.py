@@ -1,24 +1,26 @@
-"""The example notebooks: stored clean and in sync with their generator; executed top to bottom.
+"""The example notebooks: stored executed and in sync with their jupytext sources; re-executed.
 
-The execution tests run each notebook on phantom data with tiny settings injected after its
-``parameters`` cell (papermill's convention, without papermill), in a temporary working folder,
-on a kernel spec that points at this interpreter (so the kernel sees the same venv).
+Each notebook's source is ``notebooks/NN_name.py`` (jupytext percent format, linted by ruff);
+the ``.ipynb`` beside it is generated from it. The execution tests run each notebook with tiny settings injected after
+its ``parameters`` cell (papermill's convention, without papermill), in a temporary working
+folder, on a kernel spec that points at this interpreter (so the kernel sees the same venv).
 """
 
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 import sys
 import time
 from pathlib import Path
 
+import jupytext
 import nbformat
 import pytest
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+SOURCES = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py"))
 KERNEL_NAME = "kidney-tf-test"
 REQUIRED_PARAMETERS = {"DATA_DIR", "QUICK", "EPOCHS", "OUT_DIR", "IMAGE_SIZE"}
 
@@ -75,7 +77,13 @@ def execute_notebook(
     """
     from nbclient import NotebookClient
 
-    nb = inject_parameters(nbformat.read(path, as_version=4), parameters)
+    nb = nbformat.read(path, as_version=4)
+    # only this run's outputs and parameters count, not the stored ones
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nb = inject_parameters(nb, parameters)
     client = NotebookClient(
         nb,
         timeout=timeout,
@@ -85,15 +93,6 @@ def execute_notebook(
     start = time.perf_counter()
     client.execute()
     return nb, time.perf_counter() - start
-
-
-def load_generator():
-    spec = importlib.util.spec_from_file_location(
-        "_build_notebooks", NOTEBOOKS_DIR / "_build_notebooks.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def python_source(source: str) -> str:
@@ -108,24 +107,42 @@ def parameter_names(nb: nbformat.NotebookNode) -> set[str]:
     return {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets}
 
 
+def code_outputs(nb: nbformat.NotebookNode) -> list:
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+
+
+def inline_images(nb: nbformat.NotebookNode) -> list:
+    return [o for o in code_outputs(nb) if "image/png" in o.get("data", {})]
+
+
+def errors(nb: nbformat.NotebookNode) -> list[str]:
+    """Error outputs and tracebacks printed to stderr, as one line each."""
+    found = []
+    for o in code_outputs(nb):
+        if o.output_type == "error":
+            found.append(f"{o.ename}: {o.evalue}")
+        elif o.output_type == "stream" and "Traceback (most recent call last)" in o.text:
+            found.append(o.text.strip().splitlines()[-1])
+    return found
+
+
 # ---------------------------------------------------------------------------------- fast tests
-def test_three_notebooks_exist():
+def test_three_notebooks_exist_each_with_its_source():
     names = [p.name for p in NOTEBOOKS]
     assert names == [
         "01_kidney_ct_cam_fostering.ipynb",
         "02_brain_mri_efficientnetb1.ipynb",
         "03_explainability.ipynb",
     ]
+    assert [p.with_suffix(".ipynb") for p in SOURCES] == NOTEBOOKS
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_committed_notebook_is_clean_and_valid(path):
+def test_stored_notebook_is_valid(path):
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     for cell in nb.cells:
         if cell.cell_type == "code":
-            assert cell.outputs == [], f"{path.name}: cell {cell.id} has outputs"
-            assert cell.execution_count is None, f"{path.name}: cell {cell.id} was executed"
             ast.parse(python_source(cell.source))  # every code cell is valid (IPython) Python
     assert nb.metadata["kernelspec"]["name"] == "python3"
     assert parameter_names(nb) >= REQUIRED_PARAMETERS
@@ -133,15 +150,19 @@ def test_committed_notebook_is_clean_and_valid(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_in_sync_with_generator(path):
-    expected = load_generator().build_notebook(path.name)
+def test_notebook_in_sync_with_its_source(path):
+    source = jupytext.read(path.with_suffix(".py"))
     stored = nbformat.read(path, as_version=4)
 
     def cells(nb):
-        return [(c.id, c.cell_type, c.source, c.metadata.get("tags", [])) for c in nb.cells]
+        return [
+            (c.cell_type, c.source, c.metadata.get("tags", []))
+            for c in nb.cells
+            if "injected-parameters" not in c.metadata.get("tags", [])
+        ]
 
-    assert cells(stored) == cells(expected), (
-        f"{path.name} is out of date: run python notebooks/_build_notebooks.py"
+    assert cells(stored) == cells(source), (
+        f"{path.name} is out of date with {path.stem}.py: regenerate it (notebooks/README.md)"
     )
 
 
@@ -220,9 +241,8 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch, record_propert
 
     record_property("runtime_s", round(seconds, 1))
     print(f"{path.name}: {seconds:.0f} s")
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
-    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert not errors(nb), errors(nb)
+    images = inline_images(nb)
     assert len(images) >= min_figures, f"{path.name} displayed {len(images)} figures inline"
     missing = [name for name in expected_files if not (out / name).exists()]
     assert not missing, f"{path.name} did not write {missing}"
