@@ -1,4 +1,4 @@
-"""Only the ``crop`` section of ``kidney-tf benchmark`` (see ``kidney_tf.bench``).
+"""Only the ``crop`` section of ``kidney-tf benchmark`` (see ``kidney_bench``).
 
 Usage::
 

@@ -11,7 +11,7 @@ A mode may name its CAM layer: ``gradcam@conv4_block6_out`` fosters Grad-CAM on 
 stage-4 output (8x8 at 128 px instead of 4x4; the closed forms need the layer right before the
 GAP head, so a deeper grid needs ``gradcam``).
 
-The measurement is ``kidney_tf.bench.fostering.fostering_overhead`` (also the ``fostering``
+The measurement is ``kidney_bench.fostering.fostering_overhead`` (also the ``fostering``
 section of ``kidney-tf benchmark``): after a warm-up ``fit`` each, the modes run interleaved
 ``fit`` blocks of ``--steps`` steps, round robin with the order rotating every round, so slow
 drifts of a shared machine hit every mode alike. The overhead of a mode is the median over rounds
@@ -78,9 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import keras
 
-    from kidney_tf.bench.core import machine_info
-    from kidney_tf.bench.fostering import fostering_overhead
-    from kidney_tf.bench.models import ModelPool
+    from kidney_bench.core import machine_info
+    from kidney_bench.fostering import fostering_overhead
+    from kidney_bench.models import ModelPool
 
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")

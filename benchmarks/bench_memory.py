@@ -1,4 +1,4 @@
-"""Only the ``memory`` section of ``kidney-tf benchmark`` (see ``kidney_tf.bench``).
+"""Only the ``memory`` section of ``kidney-tf benchmark`` (see ``kidney_bench``).
 
 Usage::
 

@@ -1,4 +1,4 @@
-"""Only the ``pipeline`` section of ``kidney-tf benchmark`` (see ``kidney_tf.bench``).
+"""Only the ``pipeline`` section of ``kidney-tf benchmark`` (see ``kidney_bench``).
 
 Usage::
 

@@ -1,4 +1,4 @@
-"""Only the ``stats`` section of ``kidney-tf benchmark`` (see ``kidney_tf.bench``).
+"""Only the ``stats`` section of ``kidney-tf benchmark`` (see ``kidney_bench``).
 
 Usage::
 

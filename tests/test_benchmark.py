@@ -1,19 +1,23 @@
-"""``kidney-tf benchmark``: goals, settings, report format, CLI, and a smoke run of the suite
-(tiny CNN; checks the JSON structure, never timings)."""
+"""``kidney-tf benchmark`` and ``benchmarks/kidney_bench``: goals, settings, report format, CLI,
+packaging, and a smoke run of the suite (tiny CNN; checks the JSON structure, never timings)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from kidney_tf.bench.core import Figure, Goal, format_value
-from kidney_tf.bench.suite import SECTIONS, BenchSettings, format_report, run_suite
+from kidney_bench.core import Figure, Goal, format_value
+from kidney_bench.suite import SECTIONS, BenchSettings, format_report, run_suite
 from kidney_tf.cli.main import main as cli_main
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @contextlib.contextmanager
@@ -56,7 +60,7 @@ def test_goal_and_figure_status():
 
 
 def test_choose_clock():
-    from kidney_tf.bench.core import choose_clock, cpu_count
+    from kidney_bench.core import choose_clock, cpu_count
 
     assert choose_clock("wall", [99.0, 0, 0])[0] == "wall"
     assert choose_clock("cpu", [0.0, 0, 0])[0] == "cpu"
@@ -70,7 +74,7 @@ def test_choose_clock():
 def test_stopwatch_measures_wall_and_cpu_time():
     import time
 
-    from kidney_tf.bench.core import Stopwatch, measure
+    from kidney_bench.core import Stopwatch, measure
 
     with Stopwatch() as idle:
         time.sleep(0.05)
@@ -111,7 +115,7 @@ def test_presets_and_validation():
 
 
 def test_memory_batch_is_the_training_default():
-    from kidney_tf.bench.memory import default_batch_size
+    from kidney_bench.memory import default_batch_size
     from kidney_tf.training.trainer import TrainConfig
 
     assert default_batch_size() == TrainConfig(out="x").batch_size
@@ -179,6 +183,64 @@ def test_benchmark_help_does_not_import_tensorflow():
     )
     assert result.returncode == 0
     assert "--quick" in result.stdout and "examples:" in result.stdout
+
+
+def test_benchmark_fails_in_one_line_without_the_suite(tmp_path):
+    """As in a wheel install: the suite lives in the source checkout, not in the package."""
+    env = {**os.environ, "KIDNEY_TF_BENCHMARKS": str(tmp_path)}
+    code = (
+        "import sys\n"
+        "from kidney_tf.cli.main import main\n"
+        "code = main(['benchmark', '--quick', '--out', sys.argv[1]])\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
+        "sys.exit(code)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "b.json")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=str(REPO),
+    )
+    err = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(err) == 1, result.stderr
+    assert err[0].startswith(
+        f"kidney-tf benchmark: error: no benchmark suite in {tmp_path.resolve()}"
+    )
+    assert "KIDNEY_TF_BENCHMARKS" in err[0] and "--benchmarks-dir" in err[0]
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_the_suite_is_found_and_is_not_installed():
+    import configparser
+
+    import setuptools
+
+    from kidney_tf.cli.benchmark import load_suite
+
+    assert Path(load_suite(REPO / "benchmarks").__file__).parent == REPO / "benchmarks" / (
+        "kidney_bench"
+    )
+    assert not (REPO / "kidney_tf" / "bench").exists()
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    include = [p.strip() for p in cfg["options.packages.find"]["include"].split(",")]
+    packages = setuptools.find_packages(str(REPO), include=include)
+    assert "kidney_tf.cli" in packages
+    assert not [p for p in packages if "bench" in p], packages
+
+
+def test_benchmark_models_compile_with_the_trainers_step():
+    import keras
+
+    from kidney_bench.models import ModelPool
+    from kidney_tf import TrainConfig, WeightedCrossEntropy
+
+    model = ModelPool(num_classes=4).trainable("tiny", 16, 0.0)
+    assert isinstance(model.optimizer, keras.optimizers.Adam)
+    assert float(model.optimizer.learning_rate) == pytest.approx(TrainConfig(out="x").resolved_lr())
+    assert isinstance(model.loss, WeightedCrossEntropy)
 
 
 def test_benchmark_cli_rejects_unknown_sections(tmp_path, capsys):
@@ -261,7 +323,7 @@ def test_smoke_run_writes_every_section_and_figure(smoke_report):
 
 
 def test_run_suite_records_a_failing_section_and_keeps_going(tmp_path, monkeypatch):
-    from kidney_tf.bench import suite
+    from kidney_bench import suite
 
     def broken(ctx, result):
         raise RuntimeError("simulated failure")
@@ -280,8 +342,8 @@ def test_run_suite_records_a_failing_section_and_keeps_going(tmp_path, monkeypat
 def test_fostering_overhead_stops_on_a_non_finite_loss():
     import numpy as np
 
-    from kidney_tf.bench.fostering import fostering_overhead
-    from kidney_tf.bench.models import ModelPool
+    from kidney_bench.fostering import fostering_overhead
+    from kidney_bench.models import ModelPool
 
     pool = ModelPool(num_classes=4)
     plain = pool.trainable("tiny", 16, 0.0)

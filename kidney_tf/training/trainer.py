@@ -501,13 +501,22 @@ def _build_model(config: TrainConfig, base, class_names, image_size, model_fn):
     )
 
 
-def _compile(model, config: TrainConfig, class_weights: dict[int, float], lr: float) -> None:
+def compile_model(
+    model, config: TrainConfig, class_weights: dict[int, float], lr: float | None = None
+) -> None:
+    """Compile ``model`` as ``train`` does: Adam (EMA when ``config.ema``), class-weighted
+    cross-entropy with ``config.label_smoothing``, accuracy; ``lr`` defaults to
+    ``config.resolved_lr()``.
+
+    Usage: ``compile_model(model, TrainConfig(out="runs/a"), {0: 1.0, 1: 2.5})``
+    """
     import keras
 
     from kidney_tf.training.losses import WeightedCrossEntropy
 
     weights = [float(class_weights[i]) for i in range(len(class_weights))]
     ema = {"use_ema": True, "ema_momentum": config.ema} if config.ema else {}
+    lr = config.resolved_lr() if lr is None else lr
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=lr, **ema),
         loss=WeightedCrossEntropy(weights, label_smoothing=config.label_smoothing),
@@ -605,7 +614,7 @@ def _setup_phase(model, phase: _Phase, config: TrainConfig, class_weights):
         unfreeze_top(model, config.unfreeze_top)
     else:  # also thaws an ``init`` model saved with a frozen backbone
         set_backbone_trainable(model, True)
-    _compile(model, config, class_weights, phase.lr)
+    compile_model(model, config, class_weights, phase.lr)
 
 
 def _callbacks(config, phase: _Phase, out_dir: Path, restore_dir: Path, monitor: str, shared):

@@ -1,6 +1,6 @@
 """Models the benchmarks train and explain, built and compiled exactly like ``kidney-tf train``.
 
-``"resnet50"`` and ``"efficientnetb1"`` come from :func:`kidney_tf.models.builders.build_classifier`
+``"resnet50"`` and ``"efficientnetb1"`` come from :func:`kidney_tf.build_classifier`
 (``weights=None``: no download); ``"tiny"`` is a small flat CNN of the same shape (named last
 conv, GAP, ``logits``, softmax) for smoke tests. Each architecture is paired with the data it is
 used on in the papers: ResNet-50 with kidney CT (body crop), EfficientNetB1 with brain MRI (brain
@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from kidney_tf.recipes import ARCHITECTURES
+
 
 @dataclasses.dataclass(frozen=True)
 class ArchSetup:
@@ -30,8 +32,8 @@ class ArchSetup:
 
 
 ARCH_SETUPS: dict[str, ArchSetup] = {
-    "resnet50": ArchSetup("kidney-ct", "body", 224),
-    "efficientnetb1": ArchSetup("brain-mri", "brain", 240),
+    "resnet50": ArchSetup("kidney-ct", "body", ARCHITECTURES["resnet50"]),
+    "efficientnetb1": ArchSetup("brain-mri", "brain", ARCHITECTURES["efficientnetb1"]),
     "tiny": ArchSetup("kidney-ct", "body", 64),
 }
 
@@ -52,7 +54,8 @@ def build_model(arch: str, image_size: int, num_classes: int = 4, seed: int = 0)
     """
     import keras
 
-    from kidney_tf.models.builders import Classifier, build_classifier
+    from kidney_tf import build_classifier
+    from kidney_tf.models.builders import Classifier
 
     arch_setup(arch)
     keras.utils.set_random_seed(seed)
@@ -69,20 +72,18 @@ def build_model(arch: str, image_size: int, num_classes: int = 4, seed: int = 0)
     return Classifier(inputs, outputs, name="tiny_classifier", metadata={"image_size": image_size})
 
 
-def compile_like_trainer(
-    model, num_classes: int, lr: float = 1e-3, *, jit_compile: bool = False
-) -> None:
-    """Adam + class-weighted cross-entropy + accuracy, as ``kidney_tf.training.trainer``."""
-    import keras
+def compile_like_trainer(model, num_classes: int, *, jit_compile: bool = False) -> None:
+    """Compile with the trainer's own step (``kidney_tf.training.trainer.compile_model``): Adam at
+    ``TrainConfig``'s default learning rate, class-weighted cross-entropy with equal weights,
+    accuracy.
 
-    from kidney_tf.training.losses import WeightedCrossEntropy
+    Usage: ``compile_like_trainer(model, num_classes=4)``
+    """
+    from kidney_tf import TrainConfig
+    from kidney_tf.training.trainer import compile_model
 
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=lr),
-        loss=WeightedCrossEntropy([1.0] * num_classes),
-        metrics=["accuracy"],
-        jit_compile=jit_compile,
-    )
+    config = TrainConfig(out="", jit_compile=jit_compile)  # out: not used by compiling
+    compile_model(model, config, dict.fromkeys(range(num_classes), 1.0))
 
 
 def synthetic_batch(
@@ -134,7 +135,7 @@ class ModelPool:
         cam_layer: str | None = None,
         jit_compile: bool = False,
     ):
-        from kidney_tf.training.fostering import CamFosteringModel
+        from kidney_tf import CamFosteringModel
 
         key = (arch, int(image_size), float(cam_weight), cam_method, cam_layer, bool(jit_compile))
         if key not in self._trainable:

@@ -8,7 +8,7 @@ builds (``CamFosteringModel`` with λ = 0, Adam, class-weighted cross-entropy, `
 The ratio pipeline images/s ÷ training images/s should be at least 5. The crop runs as the
 training pipeline runs it (OpenCV box search in a ``tf.numpy_function``; ``crop_backend="tf"``
 for the pure-TF graph the SavedModel uses). Every rate is given per
-wall-clock second and per CPU second of this process (see ``kidney_tf.bench.core.Stopwatch``).
+wall-clock second and per CPU second of this process (see ``kidney_bench.core.Stopwatch``).
 
 Usage::
 
@@ -23,14 +23,15 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from kidney_tf.bench.core import Figure, Goal, Stopwatch, median, per_clock, pick, ratio
+from kidney_bench.core import Figure, Goal, Stopwatch, median, per_clock, pick, ratio
 
 PIPELINE_GOAL = Goal(">=", 5.0)
 
 
 def _all_train(source: str | os.PathLike):
     """Read (and decode-check) the source; every record goes to the train split."""
-    from kidney_tf.data.reading import ScanResult, load_source
+    from kidney_tf import load_source
+    from kidney_tf.data.reading import ScanResult
 
     scan = load_source(source)
     records = [dataclasses.replace(r, split="train") for r in scan.records]
@@ -63,7 +64,7 @@ def pipeline_throughput(
     ``{"images", "scan_s", "build_s", "epochs": [...], "cold_images_per_s",
     "cached_images_per_s", ...settings}``.
     """
-    from kidney_tf.data.pipeline import build_datasets
+    from kidney_tf import build_datasets
 
     with Stopwatch() as scan_watch:
         scan = _all_train(source)
@@ -117,7 +118,7 @@ def training_throughput(
     One warm-up ``fit`` (tracing, first step) is timed separately; then ``blocks`` ``fit`` calls
     of ``steps`` steps each; the median block gives ``images_per_s`` (per clock).
     """
-    from kidney_tf.bench.models import cached_batches
+    from kidney_bench.models import cached_batches
 
     num_classes = num_classes or int(model.outputs[0].shape[-1])
     data = cached_batches(batch_size, image_size, num_classes)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from kidney_tf.bench.core import Figure, Goal, measure, pick, ratio
+from kidney_bench.core import Figure, Goal, measure, pick, ratio
 
 STATS_GOAL = Goal("<=", 5.0)
 
@@ -43,18 +43,18 @@ def stats_throughput(
 ) -> dict[str, Any]:
     """Timing of each statistic on one batch of ``n_maps`` maps, ``repeats`` times after a
     warm-up: ``{variant: {"seconds", "cpu_seconds", "per_s": {"wall", "cpu"}}}``."""
-    from kidney_tf.explain import statistics as st
+    import kidney_tf as ktf
 
     maps, masks, foreground = synthetic_maps(n_maps, size, seed)
     labels = np.arange(n_maps) % 4
     variants = {
-        "summary_basic": lambda: st.summarize_maps(maps),
-        "summary_full": lambda: st.summarize_maps(
+        "summary_basic": lambda: ktf.summarize_maps(maps),
+        "summary_full": lambda: ktf.summarize_maps(
             maps, masks, foreground, labels=labels, class_names=["a", "b", "c", "d"]
         ),
-        "entropy": lambda: st.normalized_entropy(maps).numpy(),
-        "radius": lambda: st.cam_radius(maps).numpy(),
-        "snr": lambda: st.cam_snr(maps).numpy(),
+        "entropy": lambda: ktf.normalized_entropy(maps).numpy(),
+        "radius": lambda: ktf.cam_radius(maps).numpy(),
+        "snr": lambda: ktf.cam_snr(maps).numpy(),
     }
     out: dict[str, Any] = {"maps": n_maps, "size": size, "repeats": repeats}
     out["timings"] = {name: measure(fn, n_maps, repeats=repeats) for name, fn in variants.items()}

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from kidney_tf.bench.core import Figure, Goal, Stopwatch, measure, per_clock, pick, ratio
+from kidney_bench.core import Figure, Goal, Stopwatch, measure, per_clock, pick, ratio
 
 EXPLAIN_GOAL = Goal("<=", 3.0)
 
@@ -38,7 +38,7 @@ EXPLAIN_GOAL = Goal("<=", 3.0)
 def _graph_cam_fn(model):
     import tensorflow as tf
 
-    from kidney_tf.training.fostering import CamFosteringModel
+    from kidney_tf import CamFosteringModel
 
     view = CamFosteringModel.from_classifier(model, cam_weight=0.0, cam_method="exact")
     size = tuple(int(d) for d in model.inputs[0].shape[1:3])
@@ -88,7 +88,7 @@ def explain_throughput(
     "per_s": {"wall", "cpu"}}}``, plus ``cost_ratio*`` per clock and a ``diagnosis``."""
     import tensorflow as tf
 
-    from kidney_tf.explain.cams import CamExplainer, compute_cams
+    from kidney_tf import CamExplainer, compute_cams
 
     images = np.asarray(images, np.float32)
     n = len(images)

@@ -24,7 +24,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from kidney_tf.bench.core import (
+from kidney_bench.core import (
     Figure,
     Goal,
     Stopwatch,
@@ -55,7 +55,7 @@ def fostering_overhead(
     times and, per variant, median step time, images/s, time ratio to plain and overhead in %,
     each by wall-clock and CPU time (``{"wall": ..., "cpu": ...}``).
     """
-    from kidney_tf.bench.models import cached_batches
+    from kidney_bench.models import cached_batches
 
     if not isinstance(fostered, Mapping):
         fostered = {fostered.cam_method: fostered}

@@ -22,23 +22,16 @@ from typing import Any
 
 import numpy as np
 
-from kidney_tf.bench.core import Figure, cpu_count, measure, pick, ratio
-
-CROP_MODES = ("brain", "body")
+from kidney_bench.core import Figure, cpu_count, measure, pick, ratio
+from kidney_tf.recipes import CROP_MODES, check_choice
 
 
 def _crop_fns(mode: str, size: int):
-    from kidney_tf.data import crop, crop_tf
+    from kidney_tf.data.crop import CROPS
+    from kidney_tf.data.crop_tf import TF_CROPS
 
-    if mode == "brain":
-        return (lambda im: crop.crop_brain(im, size=size).image), (
-            lambda im: crop_tf.tf_crop_brain(im, size)
-        )
-    if mode == "body":
-        return (lambda im: crop.crop_body(im, size=size).image), (
-            lambda im: crop_tf.tf_crop_body(im, size)
-        )
-    raise ValueError(f"mode must be one of {CROP_MODES}, got {mode!r}")
+    check_choice(mode, CROP_MODES, "mode")
+    return (lambda im: CROPS[mode](im, size=size).image), (lambda im: TF_CROPS[mode](im, size))
 
 
 def crop_throughput(
@@ -120,4 +113,4 @@ def _fmt(value: Any) -> str:
     return "n/a" if value is None else f"{float(value):.3g}"
 
 
-__all__ = ["CROP_MODES", "crop_figures", "crop_throughput"]
+__all__ = ["crop_figures", "crop_throughput"]

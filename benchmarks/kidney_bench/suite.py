@@ -20,7 +20,7 @@ steps, images and both architectures for memory) and ``smoke`` (a tiny CNN, seco
 
 Usage::
 
-    from kidney_tf.bench.suite import BenchSettings, run_suite, format_report
+    from kidney_bench.suite import BenchSettings, run_suite, format_report
     report = run_suite(BenchSettings.from_preset("quick"), out="bench.json")
     print(format_report(report))
 """
@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from kidney_tf.bench.core import (
+from kidney_bench.core import (
     SCHEMA,
     Figure,
     SectionResult,
@@ -142,7 +142,7 @@ class BenchSettings:
         return settings
 
     def validate(self) -> None:
-        from kidney_tf.bench.models import arch_setup
+        from kidney_bench.models import arch_setup
 
         unknown = [s for s in self.sections if s not in SECTIONS]
         if unknown:
@@ -174,7 +174,7 @@ class BenchSettings:
             raise ValueError(f"cam_weight must be > 0 to measure fostering, got {self.cam_weight}")
 
     def size_for(self, arch: str) -> int:
-        from kidney_tf.bench.models import arch_setup
+        from kidney_bench.models import arch_setup
 
         return int(self.image_size or arch_setup(arch).image_size)
 
@@ -186,7 +186,7 @@ class _Context:
     """Shared state of one run: phantom folders per kind and the model pool."""
 
     def __init__(self, settings: BenchSettings, workdir: Path, clock: str = "wall") -> None:
-        from kidney_tf.bench.models import ModelPool
+        from kidney_bench.models import ModelPool
 
         self.settings = settings
         self.clock = clock
@@ -197,7 +197,7 @@ class _Context:
 
     def phantoms(self, kind: str) -> Path:
         """Manifest of the phantoms of ``kind`` (generated on first use)."""
-        from kidney_tf.data.phantoms import generate_phantoms
+        from kidney_tf import generate_phantoms
 
         if kind not in self._phantoms:
             s = self.settings
@@ -216,8 +216,8 @@ class _Context:
 
 
 def _section_pipeline(ctx: _Context, result: SectionResult) -> None:
-    from kidney_tf.bench.models import arch_setup
-    from kidney_tf.bench.pipeline import pipeline_figures, pipeline_throughput, training_throughput
+    from kidney_bench.models import arch_setup
+    from kidney_bench.pipeline import pipeline_figures, pipeline_throughput, training_throughput
 
     s = ctx.settings
     for arch in s.archs:
@@ -261,7 +261,7 @@ def _section_pipeline(ctx: _Context, result: SectionResult) -> None:
 
 
 def _section_fostering(ctx: _Context, result: SectionResult) -> None:
-    from kidney_tf.bench.fostering import fostering_figures, fostering_overhead
+    from kidney_bench.fostering import fostering_figures, fostering_overhead
 
     s = ctx.settings
     arch, size = s.fostering_arch, s.size_for(s.fostering_arch)
@@ -281,8 +281,8 @@ def _section_fostering(ctx: _Context, result: SectionResult) -> None:
 
 
 def _section_explain(ctx: _Context, result: SectionResult) -> None:
-    from kidney_tf.bench.explain import explain_figures, explain_throughput
-    from kidney_tf.bench.models import synthetic_batch
+    from kidney_bench.explain import explain_figures, explain_throughput
+    from kidney_bench.models import synthetic_batch
 
     s = ctx.settings
     arch, size = s.explain_arch, s.size_for(s.explain_arch)
@@ -299,7 +299,7 @@ def _section_explain(ctx: _Context, result: SectionResult) -> None:
 
 
 def _section_stats(ctx: _Context, result: SectionResult) -> None:
-    from kidney_tf.bench.stats import stats_figures, stats_throughput
+    from kidney_bench.stats import stats_figures, stats_throughput
 
     s = ctx.settings
     log.info("stats: %d maps of %d px", s.stats_maps, s.stats_size)
@@ -314,8 +314,8 @@ def _section_stats(ctx: _Context, result: SectionResult) -> None:
 
 
 def _section_crop(ctx: _Context, result: SectionResult) -> None:
-    from kidney_tf.bench.crop import crop_figures, crop_throughput
-    from kidney_tf.data.reading import load_source, read_image
+    from kidney_bench.crop import crop_figures, crop_throughput
+    from kidney_tf import load_source, read_image
 
     s = ctx.settings
     for kind, mode in (("brain-mri", "brain"), ("kidney-ct", "body")):
@@ -328,8 +328,8 @@ def _section_crop(ctx: _Context, result: SectionResult) -> None:
 
 
 def _section_memory(ctx: _Context, result: SectionResult) -> None:
-    from kidney_tf.bench.memory import memory_figures, peak_training_memory
-    from kidney_tf.bench.models import arch_setup
+    from kidney_bench.memory import memory_figures, peak_training_memory
+    from kidney_bench.models import arch_setup
 
     s = ctx.settings
     ctx.pool.clear()  # free the parent's models before the child allocates its own
@@ -519,7 +519,7 @@ def format_report(report: dict[str, Any]) -> str:
 
 def figures_from_report(report: dict[str, Any]) -> list[Figure]:
     """The report's figures as :class:`Figure` objects (for programmatic checks)."""
-    from kidney_tf.bench.core import Goal
+    from kidney_bench.core import Goal
 
     figures = []
     for f in report.get("figures", []):

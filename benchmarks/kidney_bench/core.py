@@ -4,7 +4,7 @@ Nothing here imports TensorFlow at module level (``kidney-tf --help`` stays fast
 
 Usage::
 
-    from kidney_tf.bench.core import Figure, Goal, Stopwatch
+    from kidney_bench.core import Figure, Goal, Stopwatch
     with Stopwatch() as watch:
         run_something()
     figure = Figure("ratio", "pipeline / training", 6.2, "x", Goal(">=", 5.0))

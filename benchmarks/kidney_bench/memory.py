@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from kidney_tf.bench.core import Figure, Goal
+from kidney_bench.core import Figure, Goal
 
 MEMORY_GOAL_GIB = 8.0
 MEMORY_GOAL = Goal("<=", MEMORY_GOAL_GIB * 1024)
@@ -30,7 +30,7 @@ def default_batch_size() -> int:
     """``kidney-tf train``'s default batch size (``TrainConfig.batch_size``)."""
     import dataclasses
 
-    from kidney_tf.training.trainer import TrainConfig
+    from kidney_tf import TrainConfig
 
     return int(next(f.default for f in dataclasses.fields(TrainConfig) if f.name == "batch_size"))
 
@@ -76,9 +76,16 @@ def peak_training_memory(
     }
     with tempfile.TemporaryDirectory(prefix="kidney-tf-memory-") as tmp:
         out = Path(tmp) / "result.json"
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+        # The child imports this suite by name: put the folder holding it on its path.
+        suite_root = str(Path(__file__).resolve().parents[1])
+        path = os.pathsep.join(filter(None, (suite_root, os.environ.get("PYTHONPATH"))))
+        env = {
+            **os.environ,
+            "PYTHONPATH": path,
+            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+        }
         proc = subprocess.run(
-            [sys.executable, "-m", "kidney_tf.bench.memory", json.dumps(config), str(out)],
+            [sys.executable, "-m", "kidney_bench.memory", json.dumps(config), str(out)],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -99,10 +106,9 @@ def _child(config: dict[str, Any]) -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
-    from kidney_tf.bench.models import build_model, compile_like_trainer
-    from kidney_tf.bench.pipeline import _all_train
-    from kidney_tf.data.pipeline import build_datasets
-    from kidney_tf.training.fostering import CamFosteringModel
+    from kidney_bench.models import build_model, compile_like_trainer
+    from kidney_bench.pipeline import _all_train
+    from kidney_tf import CamFosteringModel, build_datasets
 
     imported = _maxrss_mib()
     bundle = build_datasets(
@@ -153,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
-        print("usage: python -m kidney_tf.bench.memory CONFIG_JSON OUT_JSON", file=sys.stderr)
+        print("usage: python -m kidney_bench.memory CONFIG_JSON OUT_JSON", file=sys.stderr)
         return 2
     write_json_atomic(argv[1], _child(json.loads(argv[0])))
     return 0
