@@ -195,6 +195,18 @@ def test_graph_has_no_python_ops():
     assert "While" in ops or "StatelessWhile" in ops
 
 
+def test_resize_nearest_takes_tensorflows_source_pixels():
+    # 512 -> 160 is where OpenCV's INTER_NEAREST_EXACT takes the pixel before (row 7: 23, TF 24)
+    rng = np.random.default_rng(0)
+    pairs = [(512, 160), (160, 512), (512, 96), (96, 512), (512, 128), (731, 200), (37, 101)]
+    for (n_in, n_out), (m_in, m_out) in zip(pairs, pairs[::-1]):
+        image = rng.integers(0, 256, (n_in, m_in), dtype=np.uint8)
+        reference = tf.image.resize(image[..., None], (n_out, m_out), method="nearest")
+        ours = crop.resize_nearest(image, (n_out, m_out))
+        assert np.array_equal(ours, reference.numpy()[..., 0].astype(np.uint8)), (n_in, n_out)
+    assert crop.resize_nearest(image > 127, (5, 7)).dtype == bool
+
+
 def test_cv2_and_tf_agree_on_a_thin_table_under_a_synthetic_body():
     image = np.zeros((256, 256), np.uint8)
     cv2.ellipse(image, (128, 110), (90, 60), 0, 0, 360, 120, thickness=-1)
@@ -226,8 +238,15 @@ def _backends_agree(images: list[np.ndarray], size: int = 64) -> None:
 
 
 def test_opencv_backend_gives_the_tf_backends_pixels_on_phantoms_and_edge_cases():
+    from kidney_tf.data.phantoms import render_phantom
+
     images = phantoms("kidney-ct", sizes=(96,)) + phantoms("brain-mri", sizes=(96,))
     images += [np.zeros((40, 60, 3), np.uint8), synthetic_head(72, seed=3)[0]]
+    # the demo's 160-px phantoms: the body mask is found at 512 px and resized back; on this one
+    # OpenCV's INTER_NEAREST_EXACT once gave a box one row taller than TF's
+    demo = [render_phantom("kidney-ct", c, i, image_size=160, lesion_scale=4) for c, i in
+            [("Cyst", 3), ("Cyst", 5), ("Normal", 0), ("Stone", 1)]]  # fmt: skip
+    images += [np.repeat(image[..., None], 3, axis=-1) for image, _ in demo]
     _backends_agree(images)
     with pytest.raises(ValueError, match="backend"):
         crop_tf.tf_crop_body(images[0], 32, backend="cv2")

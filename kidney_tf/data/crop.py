@@ -108,6 +108,26 @@ def _kernel(size: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
 
 
+def resize_nearest(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize to ``(h, w)`` with ``tf.image.resize(method="nearest")``'s rule.
+
+    Output pixel ``i`` takes source pixel ``min(floor((i + 0.5) * n_in / n_out), n_in - 1)`` in
+    float32, as TensorFlow's kernel computes it, so the OpenCV and TF crop backends (and the
+    SavedModel) cut the same mask. OpenCV's ``INTER_NEAREST_EXACT`` works in fixed point and
+    takes the pixel before when that product is a whole number (512 -> 160 px: row 7 -> 23,
+    TF 24), which moved body-mask edges and crop boxes of 160-px phantoms by a pixel.
+    Usage: ``small = resize_nearest(mask, (160, 160))``
+    """
+
+    def index(n_in: int, n_out: int) -> np.ndarray:
+        scale = np.float32(n_in) / np.float32(n_out)
+        source = np.floor((np.arange(n_out, dtype=np.float32) + np.float32(0.5)) * scale)
+        return np.minimum(source.astype(np.int64), n_in - 1)
+
+    image = np.asarray(image)
+    return image[index(image.shape[0], hw[0])][:, index(image.shape[1], hw[1])]
+
+
 def working_size(shape: tuple[int, ...]) -> tuple[int, int]:
     """``(h, w)`` at which the body is found: the shorter side scaled to 512 px, aspect kept.
 
@@ -158,20 +178,21 @@ def crop_to_box(
 ) -> np.ndarray:
     """``image[y0:y1, x0:x1]`` resized to ``size`` ((h, w) or square).
 
-    Bilinear, or nearest with pixel-centre alignment (``INTER_NEAREST_EXACT``, as
-    ``tf.image.resize(method="nearest")``) for masks.
+    Bilinear, or nearest (:func:`resize_nearest`, as ``tf.image.resize(method="nearest")``)
+    for masks.
     """
     x0, y0, x1, y1 = box
     out = np.asarray(image)[y0:y1, x0:x1]
     hw = _size_hw(size)
     if hw is None or out.shape[:2] == hw:
         return out.copy()
-    interpolation = cv2.INTER_NEAREST_EXACT if nearest else cv2.INTER_LINEAR
+    if nearest:
+        return resize_nearest(out, hw)
     was_bool = out.dtype == bool
     src = out.astype(np.uint8) if was_bool else out
     if src.dtype not in (np.uint8, np.float32, np.float64, np.uint16):
         src = src.astype(np.float32)
-    resized = cv2.resize(src, (hw[1], hw[0]), interpolation=interpolation)
+    resized = cv2.resize(src, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
     if out.ndim == 3 and resized.ndim == 2:
         resized = resized[..., None]
     return resized.astype(bool) if was_bool else resized
@@ -330,7 +351,7 @@ def find_body(
     work_h, work_w = working_size(gray.shape)
     work = gray
     if (work_h, work_w) != (height, width):
-        work = cv2.resize(gray, (work_w, work_h), interpolation=cv2.INTER_NEAREST_EXACT)
+        work = resize_nearest(gray, (work_h, work_w))
     tissue = cv2.GaussianBlur(work, (5, 5), 0) > threshold
     closed = cv2.morphologyEx(tissue.astype(np.uint8), cv2.MORPH_CLOSE, _kernel(close_kernel))
     filled = fill_holes(closed)
@@ -342,9 +363,7 @@ def find_body(
     weights[0] = -1
     body = labels == int(np.argmax(weights))
     if body.shape != (height, width):
-        body = cv2.resize(
-            body.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST_EXACT
-        ).astype(bool)
+        body = resize_nearest(body, (height, width))
     if body.sum() < min_area_fraction * gray.size:
         return body, (
             f"body too small ({body.sum() / gray.size:.2%} of the image < {min_area_fraction:.0%})"

@@ -388,7 +388,8 @@ def _body_masks(
     gray = tf_gray_uint8(images)
     height, width = tf.shape(gray)[1], tf.shape(gray)[2]
     # Work at the 512-px size the kernels are tuned for (identity for 512-px slices), nearest
-    # like OpenCV's INTER_NEAREST_EXACT: no interpolation smears a thin table into the body.
+    # as crop.resize_nearest does (same source pixels): no interpolation smears a thin table into
+    # the body.
     work = tf.image.resize(gray[..., tf.newaxis], _working_size(height, width), method="nearest")
     work = work[..., 0]
     tissue = tf.cast(_gaussian5(work) >= threshold + 0.5, tf.float32)
