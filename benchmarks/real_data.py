@@ -328,6 +328,20 @@ def table(rows: list[dict[str, Any]], classes: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+def _base_arm(row: dict[str, Any]) -> str:
+    return row.get("base_arm") or row["arm"].split(" · ")[0]
+
+
+def _earlier_rows(out: Path, dataset: str) -> list[dict[str, Any]]:
+    path = out / "results.json"
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text())
+    if data.get("dataset") != dataset:
+        raise SystemExit(f"{path}: results of the {data.get('dataset')} pool, not {dataset}")
+    return [r for r in data.get("rows", []) if r.get("arm")]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     pool, out = Path(args.pool), Path(args.out)
@@ -346,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     split = split_arguments(dataset, pool, out)
     timeout = args.timeout_min * 60.0
-    rows = []
+    # Rows of arms measured by earlier invocations stay in the table (this run's arms replace theirs).
+    rows = [r for r in _earlier_rows(out, dataset) if _base_arm(r) not in names]
     classes = KIDNEY_CLASSES if dataset == "kidney" else BRAIN_CLASSES
     for name in names:
         what, arm_args = arms[name]
@@ -354,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         for suffix in VARIANTS if not args.train_only else ("",):
             metrics = None if args.train_only else evaluate_arm(name, out, timeout, suffix)
             row = summarize(name, what, out, metrics)
-            row["arm"] = name + suffix
+            row["arm"], row["base_arm"] = name + suffix, name
             rows.append(row)
         text = table(rows, classes)
         (out / "table.md").write_text(text + "\n")

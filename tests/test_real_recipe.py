@@ -318,6 +318,17 @@ def test_real_data_benchmark_lists_its_arms_and_renders_a_table(kidney_pool, cap
         bench.main(["--pool", str(kidney_pool), "--out", "unused", "--arms", "nope"])
 
 
+def test_real_data_benchmark_keeps_rows_of_arms_measured_earlier(tmp_path):
+    bench = _benchmark()
+    old = [{"arm": a, "accuracy": 0.5} for a in ("recipe", "recipe · TTA", "baseline")]
+    old.append({"arm": "x · final weights", "base_arm": "x", "accuracy": 0.1})
+    (tmp_path / "results.json").write_text(json.dumps({"dataset": "kidney", "rows": old}))
+    kept = [r for r in bench._earlier_rows(tmp_path, "kidney") if bench._base_arm(r) != "recipe"]
+    assert [r["arm"] for r in kept] == ["baseline", "x · final weights"]
+    with pytest.raises(SystemExit, match="results of the kidney pool, not brain"):
+        bench._earlier_rows(tmp_path, "brain")
+
+
 @pytest.mark.real_data
 def test_brain_benchmark_split_keeps_near_duplicates_on_one_side(brain_pool, tmp_path, capsys):
     bench = _benchmark()
