@@ -4,6 +4,7 @@ Arms, all fine-tuned from ONE baseline (the demo's: ``kidney-tf demo``, ResNet-5
 128 px on 1,600 kidney-CT phantoms with 4x lesions and their masks):
 
 - ``baseline``: no fine-tune;
+- ``head``: the same fine-tune with λ = 0 (the control: what re-fitting the head alone does);
 - ``entropy``: the paper's penalty only (λ · CAM entropy);
 - ``entropy+anatomy``: plus λ_out · CAM mass outside the body (no annotation needed);
 - ``entropy+lesion``: plus λ_mask · CAM mass off the dilated lesion mask (lesion images);
@@ -43,6 +44,8 @@ from typing import Any
 
 ARMS: dict[str, dict[str, float]] = {
     "baseline": {},
+    # the control: the same head-only fine-tune without any penalty (what re-fitting alone does)
+    "head": {"cam_weight": 0.0},
     "entropy": {"cam_weight": 1.0},
     "entropy+anatomy": {"cam_weight": 1.0, "outside_weight": 1.0},
     "entropy+lesion": {"cam_weight": 1.0, "mask_weight": 1.0},
