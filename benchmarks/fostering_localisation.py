@@ -160,6 +160,9 @@ def fine_tune(model, data, class_weights, settings: dict[str, float], args) -> d
     from kidney_tf.training import CamFosteringModel, WeightedCrossEntropy
     from kidney_tf.training.callbacks import cosine_schedule
 
+    # Seeded before the dataset is made, so an arm's shuffle order and result do not depend on
+    # which arms ran before it (the global seed is part of tf.data's shuffle seed).
+    keras.utils.set_random_seed(args.seed)
     head = CamFosteringModel.from_classifier(
         head_model(model),
         cam_method="gradcam++",
@@ -179,7 +182,6 @@ def fine_tune(model, data, class_weights, settings: dict[str, float], args) -> d
     }
     ds = tf.data.Dataset.from_tensor_slices((x, data["labels"]))
     ds = ds.shuffle(len(data["labels"]), seed=args.seed).batch(16)
-    keras.utils.set_random_seed(args.seed)
     history = head.fit(
         ds, epochs=args.epochs, callbacks=[cosine_schedule(args.lr, args.epochs)], verbose=0
     )
