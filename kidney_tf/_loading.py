@@ -103,14 +103,23 @@ def load_model(path: str | os.PathLike, *, compile: bool = True):  # noqa: A002 
     """
     import zipfile
 
-    import keras
-
-    register_serializables()
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, not a model file (give the .keras file)")
     if not path.is_file():
         raise ValueError(f"{path}: model file not found")
-    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+    suffix = path.suffix.lower()
+    if suffix not in (".keras", ".h5", ".hdf5"):
+        raise ValueError(f"{path}: not a Keras model file (expected a .keras file)")
+    if suffix == ".keras" and not zipfile.is_zipfile(path):
         raise ValueError(f"{path}: not a Keras model file (a .keras file is a zip archive)")
+    with open(path, "rb") as fh:
+        if suffix != ".keras" and fh.read(8) != b"\x89HDF\r\n\x1a\n":
+            raise ValueError(f"{path}: not a Keras model file (not an HDF5 file)")
+
+    import keras  # after the checks: a wrong path fails in a second, not after TensorFlow's start
+
+    register_serializables()
     try:
         with warnings.catch_warnings():
             # kidney_tf saves models without optimizer state (training.callbacks.save_model_file)

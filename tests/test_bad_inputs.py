@@ -686,7 +686,8 @@ def test_argument_errors_come_before_tensorflow_is_imported(tmp_path):
     # control: the poisoned package really stops anything that imports TensorFlow
     control = _kidney_tf("train", "--data", data, "--out", tmp_path / "run", env=env)
     assert control.returncode != 0 and "tensorflow was imported" in control.stderr
-    assert not (tmp_path / "run").exists()
+    # the run folder was checked and claimed before TensorFlow: it holds only the guard's marker
+    assert [p.name for p in (tmp_path / "run").iterdir()] == [".kidney-tf-output.json"]
 
     # export: the model file, the version folder and the output guard, all before TensorFlow
     model = tmp_path / "m.keras"
@@ -727,3 +728,76 @@ def test_commands_print_no_tensorflow_startup_noise(tmp_path):
     assert failed.stderr.strip().splitlines() == [
         f"kidney-tf export: error: {tmp_path / 'none.keras'}: model file not found"
     ]
+
+
+def test_model_files_and_outputs_are_checked_before_tensorflow(tmp_path):
+    """Found by benchmarks/hostile_inputs.py: these were refused only after TensorFlow's start
+    (a minute on a busy machine), and benchmark --out replaced any file at the end of its run."""
+    from kidney_bench.core import SCHEMA, is_benchmark_report
+
+    poison = tmp_path / "poison"
+    for name in ("tensorflow", "keras"):
+        (poison / name).mkdir(parents=True)
+        (poison / name / "__init__.py").write_text(POISON)
+    env = {"PYTHONPATH": os.pathsep.join([str(poison), str(REPO)])}
+    data = make_tree(tmp_path / "data", per_class=1)
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "thesis.docx").write_bytes(b"years of work")
+    notes = tmp_path / "notes.png"
+    notes.write_bytes(encode(head_image(), "PNG"))
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"never loaded")
+    before = tree_state(tmp_path)
+    out = tmp_path / "r"
+    cases = {
+        ("train", "--data", data, "--out", thesis): f"{thesis}: folder is not empty",
+        ("train", "--out", out): "pass --data, --manifest or --config",
+        ("evaluate", "--model", thesis, "--data", data, "--out", tmp_path / "r1"): (
+            f"{thesis}: is a folder, not a model file"
+        ),
+        ("evaluate", "--model", notes, "--data", data, "--out", tmp_path / "r2"): (
+            f"{notes}: not a Keras model file"
+        ),
+        ("evaluate", "--model", model, "--data", data, "--out", out, "--method", "gradcam+++"): (
+            "argument --method: invalid choice: 'gradcam+++'"
+        ),
+        ("evaluate", "--model", model, "--data", data, "--out", out, "--extra-methods", "nope"): (
+            "--extra-methods: unknown method(s) nope"
+        ),
+        ("export", "--model", notes, "--out", tmp_path / "s" / "1"): (
+            f"{notes}: not a Keras model file"
+        ),
+        ("benchmark", "--preset", "smoke", "--out", notes): (
+            f"{notes}: exists and is not an earlier benchmark report"
+        ),
+        ("benchmark", "--preset", "smoke", "--workdir", thesis, "--out", tmp_path / "b.json"): (
+            f"{thesis}: folder is not empty and is not an earlier 'kidney-tf benchmark' output"
+        ),
+    }
+    for args, message in cases.items():
+        proc = _kidney_tf(*args, env=env)
+        assert proc.returncode == 2, (args, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (args, proc.stderr)
+    # nothing of the user's changed (evaluate may create its new report folders)
+    after = tree_state(tmp_path)
+    new = sorted(set(after) - set(before))
+    assert [p for p in new if not p.startswith(("r1", "r2", "poison"))] == [], new
+    assert {p: after[p] for p in before} == before
+    report = tmp_path / "bench.json"
+    report.write_text(json.dumps({"schema": SCHEMA, "figures": []}))
+    assert is_benchmark_report(report) and not is_benchmark_report(notes)
+
+
+def test_verify_names_a_binary_manifest_and_refuses_zero_workers(tmp_path, capsys):
+    root = make_tree(tmp_path / "data", per_class=1)
+    notes = tmp_path / "notes.png"
+    notes.write_bytes(encode(head_image(), "PNG"))
+    code, _, err = run_cli(capsys, "data", "verify", "--root", root, "--manifest", notes)
+    assert code == 2 and err.count("\n") == 1
+    assert f"{notes}: invalid dataset manifest: not a JSON text file" in err
+    with pytest.raises(SystemExit) as info:
+        run_cli(capsys, "data", "verify", "--root", root, "--workers", "0")
+    assert info.value.code == 2
+    assert "argument --workers: must be >= 1, got 0" in capsys.readouterr().err

@@ -13,7 +13,7 @@ Usage::
     print(format_report(report))
 """
 
-from kidney_bench.core import Figure, Goal, SectionResult
+from kidney_bench.core import Figure, Goal, SectionResult, is_benchmark_report
 from kidney_bench.suite import PRESETS, SECTIONS, BenchSettings, format_report, run_suite
 
 __all__ = [
@@ -24,5 +24,6 @@ __all__ = [
     "Goal",
     "SectionResult",
     "format_report",
+    "is_benchmark_report",
     "run_suite",
 ]

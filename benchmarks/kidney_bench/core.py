@@ -22,6 +22,20 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 SCHEMA = "kidney_tf.benchmark/1"
+
+
+def is_benchmark_report(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a JSON report written by ``kidney-tf benchmark`` (its ``schema``)."""
+    import json
+    from pathlib import Path
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("schema") == SCHEMA
+
+
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": lambda value, threshold: value >= threshold,
     "<=": lambda value, threshold: value <= threshold,
@@ -311,6 +325,7 @@ def format_value(value: float | None, unit: str = "") -> str:
 __all__ = [
     "CLOCKS",
     "SCHEMA",
+    "is_benchmark_report",
     "Figure",
     "Goal",
     "SectionResult",

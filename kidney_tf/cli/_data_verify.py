@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from kidney_tf.cli.main import CliError, add_common_arguments
+from kidney_tf.cli.main import CliError, add_common_arguments, at_least
 
 EXAMPLES = """\
 examples:
@@ -65,7 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--strict", action="store_true", help="stop at the first unreadable file (exit 2)"
     )
-    p.add_argument("--workers", type=int, default=None, help="reader threads (default: up to 8)")
+    p.add_argument(
+        "--workers", type=at_least(1), default=None, help="reader threads (default: up to 8)"
+    )
     p.add_argument(
         "--list-manifests", action="store_true", help="list the known dataset manifests and exit"
     )

@@ -136,7 +136,12 @@ def _sections(text: str | None, known: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kidney_tf.utils.io import ensure_writable_dir
+    from kidney_tf.utils.io import (
+        check_output_dir,
+        check_output_file,
+        ensure_writable_dir,
+        mark_output_dir,
+    )
 
     suite = load_suite(args.benchmarks_dir)
     preset = "quick" if args.quick else (args.preset or "full")
@@ -146,7 +151,13 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size is not None:
         overrides["batch_size"] = args.batch_size
     settings = suite.BenchSettings.from_preset(preset, **overrides)
-    ensure_writable_dir(Path(args.out).resolve().parent)  # fail before minutes of measuring
+    # before minutes of measuring: never onto a file of the user's, never into a folder of theirs
+    check_output_file(args.out, is_own=suite.is_benchmark_report, what="benchmark report")
+    if args.workdir:
+        check_output_dir(args.workdir, "benchmark")
+    ensure_writable_dir(Path(args.out).resolve().parent)
+    if args.workdir:
+        mark_output_dir(args.workdir, "benchmark")
     report = suite.run_suite(settings, out=args.out, workdir=args.workdir)
     if not args.quiet:
         print(suite.format_report(report))

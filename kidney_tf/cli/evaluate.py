@@ -12,6 +12,7 @@ from kidney_tf.recipes import (
     CAM_TARGETS,
     CROP_CHOICES,
     EVAL_SPLIT_METHODS,
+    EXPLAIN_METHODS,
     SPLIT_METHODS,
     SPLITS,
 )
@@ -72,7 +73,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="which split to evaluate (all: every image of --data/--manifest/--split-csv, "
         "e.g. an external test set; default test)",
     )
-    p.add_argument("--method", default="gradcam++", help="CAM method (default gradcam++)")
+    p.add_argument(
+        "--method", default="gradcam++", choices=EXPLAIN_METHODS, help="CAM method (gradcam++)"
+    )
     p.add_argument(
         "--extra-methods",
         default="gradcam",
@@ -171,6 +174,13 @@ def run(args: argparse.Namespace) -> int:
     run_cfg = _run_config(model_path)
     source, fixed_split, data_root = _source(args, model_path, run_cfg)
     temperature = _temperature(args.temperature)
+    extra = tuple(m.strip() for m in args.extra_methods.split(",") if m.strip())
+    unknown = [m for m in extra if m not in EXPLAIN_METHODS]
+    if unknown:
+        raise CliError(
+            f"--extra-methods: unknown method(s) {', '.join(unknown)}; "
+            f"choose from {', '.join(EXPLAIN_METHODS)}"
+        )
     inputs = [model_path, source if fixed_split else input_tree(source), data_root]
     check_output_dir(args.out, COMMAND, inputs=inputs, markers=("metrics.json", "report.html"))
     model = load_model(model_path, compile=False)
@@ -199,7 +209,6 @@ def run(args: argparse.Namespace) -> int:
         split_method,
         seed,
     )
-    extra = tuple(m.strip() for m in args.extra_methods.split(",") if m.strip())
     mark_output_dir(args.out, COMMAND)
     metrics = evaluate_model(
         model,

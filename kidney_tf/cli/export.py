@@ -83,10 +83,12 @@ def run(args: argparse.Namespace) -> int:
 
     from kidney_tf._loading import load_model
     from kidney_tf.data.reading import max_pixels_limit
-    from kidney_tf.export.saved_model import export_saved_model
 
     max_pixels = max_pixels_limit() if args.max_pixels is None else (args.max_pixels or None)
-    model = load_model(args.model, compile=False)
+    model = load_model(args.model, compile=False)  # names a file that is no model, before TF
+
+    from kidney_tf.export.saved_model import export_saved_model
+
     path = export_saved_model(
         model,
         target,

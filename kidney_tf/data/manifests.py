@@ -203,4 +203,6 @@ def load_manifest(name_or_path: str | os.PathLike | DatasetManifest) -> DatasetM
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise _fail(str(path), f"not valid JSON ({exc})") from None
+    except UnicodeDecodeError:
+        raise _fail(str(path), "not a JSON text file (binary content)") from None
     return manifest_from_dict(data, source=str(path))
