@@ -765,6 +765,12 @@ def test_model_files_and_outputs_are_checked_before_tensorflow(tmp_path):
         ("evaluate", "--model", model, "--data", data, "--out", out, "--extra-methods", "nope"): (
             "--extra-methods: unknown method(s) nope"
         ),
+        ("explain", "--model", model, "--image", notes, "--out", thesis): (
+            f"{thesis}: folder is not empty"
+        ),
+        ("explain", "--model", tmp_path / "no.keras", "--image", notes, "--out", tmp_path / "r3"): (
+            f"{tmp_path / 'no.keras'}: model file not found"
+        ),
         ("export", "--model", notes, "--out", tmp_path / "s" / "1"): (
             f"{notes}: not a Keras model file"
         ),
@@ -780,24 +786,37 @@ def test_model_files_and_outputs_are_checked_before_tensorflow(tmp_path):
         assert proc.returncode == 2, (args, proc.stderr)
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], (args, proc.stderr)
-    # nothing of the user's changed (evaluate may create its new report folders)
+    # nothing of the user's changed (evaluate and explain may create their new report folders)
     after = tree_state(tmp_path)
     new = sorted(set(after) - set(before))
-    assert [p for p in new if not p.startswith(("r1", "r2", "poison"))] == [], new
+    assert [p for p in new if not p.startswith(("r1", "r2", "r3", "poison"))] == [], new
     assert {p: after[p] for p in before} == before
     report = tmp_path / "bench.json"
     report.write_text(json.dumps({"schema": SCHEMA, "figures": []}))
     assert is_benchmark_report(report) and not is_benchmark_report(notes)
 
 
-def test_verify_names_a_binary_manifest_and_refuses_zero_workers(tmp_path, capsys):
+def test_verify_names_a_binary_manifest_and_counts_are_checked(tmp_path, capsys):
     root = make_tree(tmp_path / "data", per_class=1)
     notes = tmp_path / "notes.png"
     notes.write_bytes(encode(head_image(), "PNG"))
     code, _, err = run_cli(capsys, "data", "verify", "--root", root, "--manifest", notes)
     assert code == 2 and err.count("\n") == 1
     assert f"{notes}: invalid dataset manifest: not a JSON text file" in err
-    with pytest.raises(SystemExit) as info:
-        run_cli(capsys, "data", "verify", "--root", root, "--workers", "0")
-    assert info.value.code == 2
-    assert "argument --workers: must be >= 1, got 0" in capsys.readouterr().err
+    for argv, message in (
+        (("data", "verify", "--root", root, "--workers", "0"), "argument --workers: must be >= 1"),
+        (("compare", root, root, "--out", tmp_path / "c", "--max-pairs", "-1"), "--max-pairs"),
+    ):
+        with pytest.raises(SystemExit) as info:
+            run_cli(capsys, *argv)
+        assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_crop_of_a_folder_without_images_fails_and_writes_nothing(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    (empty / "Cyst").mkdir(parents=True)
+    (empty / "Cyst" / "notes.txt").write_text("no scans yet")
+    code, _, err = run_cli(capsys, "data", "crop", "--src", empty, "--dst", tmp_path / "dst")
+    assert code == 2 and err.count("\n") == 1
+    assert f"{empty}: no images to crop" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from kidney_tf.cli.main import add_common_arguments
+from kidney_tf.cli.main import add_common_arguments, at_least
 
 EXAMPLES = """\
 examples:
@@ -40,7 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="none",
         help="add the paper's published values as a reference column",
     )
-    p.add_argument("--max-pairs", type=int, default=8, help="rows of paired_overlays.png (0: none)")
+    p.add_argument(
+        "--max-pairs", type=at_least(0), default=8, help="rows of paired_overlays.png (0: none)"
+    )
     add_common_arguments(p)
     p.set_defaults(func=run)
 

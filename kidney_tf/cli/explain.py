@@ -185,8 +185,6 @@ def run(args: argparse.Namespace) -> int:
 
     from kidney_tf._loading import load_model
     from kidney_tf.data.reading import read_image
-    from kidney_tf.explain.cams import CamExplainer
-    from kidney_tf.explain.statistics import shortcut_warnings, summarize_maps, to_jsonable
     from kidney_tf.utils.io import (
         atomic_path,
         check_output_dir,
@@ -211,6 +209,10 @@ def run(args: argparse.Namespace) -> int:
     raw = [read_image(p) for p in paths]  # fail fast on a bad file, before loading the model
 
     model = load_model(args.model, compile=False)
+    # TensorFlow from here on: every argument, output and input file is checked above
+    from kidney_tf.explain.cams import CamExplainer
+    from kidney_tf.explain.statistics import shortcut_warnings, summarize_maps, to_jsonable
+
     metadata = dict(getattr(model, "metadata", None) or {})
     num_classes = int(model.outputs[0].shape[-1])
     class_names = list(getattr(model, "class_names", None) or metadata.get("class_names") or [])

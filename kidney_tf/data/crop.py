@@ -632,6 +632,10 @@ def crop_folder(
         for p in src.rglob("*")
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(src).parts)
     )
+    if not any(rel.suffix.lower() in extensions for rel in files):
+        raise FileNotFoundError(
+            f"{src}: no images to crop (looked for {', '.join(extensions)}); nothing written"
+        )
     manifest_fields: list[str] | None = None
     manifest_rows: list[dict[str, str]] = []
     mask_for: dict[Path, Path] = {}
