@@ -37,6 +37,7 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import zlib
@@ -571,29 +572,35 @@ def _wait(proc: subprocess.Popen, timeout: float) -> tuple[int | None, str, str]
 def _kill_midway(case: Case, world: Path) -> tuple[str, list[str]]:
     """Start the command, SIGKILL it once its temp folder holds a file; return what was seen."""
     problems = []
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kidney_tf", *case.args],
-        cwd=world,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=_env(),
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + case.timeout
     seen = ""
-    while time.monotonic() < deadline and proc.poll() is None:
-        temps = [p for p in world.glob(case.kill) if p.is_dir() and any(p.rglob("*"))]
-        if temps:
+    with tempfile.TemporaryFile(mode="w+") as log:  # the first run's stderr, outside the world
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kidney_tf", *case.args],
+            cwd=world,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            env=_env(),
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + case.timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            temps = [p for p in world.glob(case.kill) if p.is_dir() and any(p.rglob("*"))]
+            if temps:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                seen = str(temps[0].relative_to(world))
+                break
+            time.sleep(0.05)
+        if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            seen = str(temps[0].relative_to(world))
-            break
-        time.sleep(0.05)
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        log.seek(0)
+        last = [line for line in log.read().splitlines() if line.strip()][-1:]
     if not seen:
-        problems.append("kill: the command ended before its temp folder appeared")
+        problems.append(
+            f"kill: the command ended (exit {proc.returncode}) before its temp folder appeared"
+            + (f": {last[0][:200]}" if last else "")
+        )
     elif not (world / seen).exists():
         problems.append(f"kill: {seen} vanished although the process was killed")
     return seen, problems
