@@ -3,13 +3,17 @@
 Each notebook's source is ``notebooks/NN_name.py`` (jupytext percent format, linted by ruff);
 the ``.ipynb`` beside it is generated from it. The execution tests run each notebook with tiny settings injected after
 its ``parameters`` cell (papermill's convention, without papermill), in a temporary working
-folder, on a kernel spec that points at this interpreter (so the kernel sees the same venv).
+folder, on a kernel spec that points at this interpreter (so the kernel sees the same venv):
+on phantoms, and notebooks 01 and 02 on a small subset of the real pools in ../shared/data.
 """
 
 from __future__ import annotations
 
 import ast
+import csv
 import json
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,6 +27,7 @@ NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
 SOURCES = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py"))
 KERNEL_NAME = "kidney-tf-test"
 REQUIRED_PARAMETERS = {"DATA_DIR", "QUICK", "EPOCHS", "OUT_DIR", "IMAGE_SIZE"}
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -186,11 +191,12 @@ def test_inject_parameters_follows_the_parameters_cell():
 
 # ------------------------------------------------------------------------------ executed tests
 # Per notebook: injected smoke-test settings, per-cell timeout (s; a hang guard, not a speed
-# check: the runtime is only recorded), figures it must display inline, files it must have written.
+# check: the runtime is only recorded; on 2 cores busy with a training one training cell took
+# over 600 s), figures it must display inline, files it must have written.
 CASES = {
     "01_kidney_ct_cam_fostering": (
         {"IMAGE_SIZE": 64, "EPOCHS": 2, "FINETUNE_EPOCHS": 1, "PER_CLASS": 8, "BATCH_SIZE": 8},
-        600,
+        1200,
         8,
         [
             "figures/class_distribution.png",
@@ -206,7 +212,7 @@ CASES = {
     ),
     "02_brain_mri_efficientnetb1": (
         {"IMAGE_SIZE": 64, "EPOCHS": 1, "FREEZE_EPOCHS": 0, "PER_CLASS": 8, "BATCH_SIZE": 8},
-        600,
+        1200,
         7,
         [
             "figures/samples.png",
@@ -219,7 +225,7 @@ CASES = {
     ),
     "03_explainability": (
         {"IMAGE_SIZE": 64, "EPOCHS": 1, "PER_CLASS": 8, "N_IMAGES": 8},
-        600,
+        1200,
         5,
         ["run/model.keras", "run/curves.png", "reliability.png"],
     ),
@@ -247,3 +253,89 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch, record_propert
     missing = [name for name in expected_files if not (out / name).exists()]
     assert not missing, f"{path.name} did not write {missing}"
     assert not any(workdir.iterdir()), "the notebook wrote into its working folder"
+
+
+# ----------------------------------------------------------------------- real-subset tests
+def real_subset(pool_name: str, destination: Path, per_class: int) -> Path:
+    """``per_class`` images of each class of a real pool, evenly spaced in file-name order
+    (slice-number order for the kidney pool), copied into ``destination`` (class folders)."""
+    from kidney_tf.data.splits import slice_number
+
+    pool = SHARED / pool_name
+    if not pool.is_dir():
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{pool}: the real pool is missing (CI must have ../shared/data)")
+        pytest.skip(f"{pool} not present (../shared/data is not next to this checkout)")
+
+    def order(p: Path):
+        parsed = slice_number(p)
+        return (0, parsed[1], p.name) if parsed else (1, 0, p.name)
+
+    for folder in sorted(p for p in pool.iterdir() if p.is_dir()):
+        files = sorted((p for p in folder.iterdir() if p.suffix.lower() == ".jpg"), key=order)
+        picked = [files[i * len(files) // per_class] for i in range(per_class)]
+        (destination / folder.name).mkdir(parents=True)
+        for file in picked:
+            shutil.copy2(file, destination / folder.name / file.name)
+    return destination
+
+
+# Per notebook: the pool, the tiny settings, files it must write (on top of the phantom case's
+# figures, which the same cells draw).
+REAL_CASES = {
+    "01_kidney_ct_cam_fostering": (
+        "kidney_ct_pool",
+        {"IMAGE_SIZE": 64, "EPOCHS": 1, "FINETUNE_EPOCHS": 1, "BATCH_SIZE": 8},
+        ["figures/samples.png", "split.csv", "reports/comparison/comparison.json"],
+    ),
+    "02_brain_mri_efficientnetb1": (
+        "brain_mri_pool",
+        {"IMAGE_SIZE": 64, "EPOCHS": 1, "FREEZE_EPOCHS": 0, "BATCH_SIZE": 8},
+        ["figures/samples.png", "report/classification_report.txt"],
+    ),
+}
+REAL_PER_CLASS = 12
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+@pytest.mark.real_data
+@pytest.mark.parametrize("stem", sorted(REAL_CASES))
+def test_notebook_runs_on_a_real_subset(stem, tmp_path, monkeypatch, record_property):
+    pool_name, parameters, real_files = REAL_CASES[stem]
+    _, cell_timeout, min_figures, phantom_files = CASES[stem]
+    data = real_subset(pool_name, tmp_path / "data", REAL_PER_CLASS)
+    jupyter_dir, workdir, out = tmp_path / "jupyter", tmp_path / "work", tmp_path / "out"
+    install_kernel_spec(jupyter_dir)
+    workdir.mkdir()
+    monkeypatch.setenv("JUPYTER_PATH", str(jupyter_dir))
+    parameters = {"DATA_DIR": str(data), "QUICK": True, "OUT_DIR": str(out), **parameters}
+
+    nb, seconds = execute_notebook(
+        NOTEBOOKS_DIR / f"{stem}.ipynb", parameters, workdir=workdir, timeout=cell_timeout
+    )
+
+    record_property("runtime_s", round(seconds, 1))
+    print(f"{stem} on {REAL_PER_CLASS} real images per class: {seconds:.0f} s")
+    assert not errors(nb), errors(nb)
+    assert len(inline_images(nb)) >= min_figures
+    missing = [name for name in (*phantom_files, *real_files) if not (out / name).exists()]
+    assert not missing, f"{stem} did not write {missing}"
+    assert not (out / "data").exists(), "the notebook generated phantoms although DATA_DIR was set"
+    classes = sorted(p.name for p in data.iterdir())
+    if stem.startswith("01"):
+        # held-out slice ranges: per class, every test slice is numbered above every train slice
+        from kidney_tf.data.splits import slice_number
+
+        numbers: dict = {}
+        with open(out / "split.csv", newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                number = slice_number(row["path"])[1]
+                numbers.setdefault((row["label"], row["split"]), []).append(number)
+        assert {label for label, _ in numbers} == set(classes)
+        for label in classes:
+            assert max(numbers[label, "train"]) < min(numbers[label, "val"])
+            assert max(numbers[label, "val"]) < min(numbers[label, "test"])
+    else:
+        report = (out / "report" / "classification_report.txt").read_text()
+        assert all(name in report for name in classes), report
