@@ -160,10 +160,11 @@ def test_serving_default_matches_keras(served, model):
 @pytest.mark.slow
 def test_image_bytes_decodes_resizes_like_training(served, model):
     from kidney_tf.data.crop_tf import resize
+    from kidney_tf.data.reading import read_image
 
     batch = []
     for path in served["files"]:
-        image = tf.io.decode_image(Path(path).read_bytes(), channels=3, expand_animations=False)
+        image = read_image(path)  # PIL: the served decoder gives its pixels exactly
         batch.append(tf.clip_by_value(tf.round(resize(image, SIZE)), 0, 255))
     expected = model.predict(tf.stack(batch), verbose=0)
     np.testing.assert_allclose(served["bytes"], expected, atol=1e-5)
@@ -390,6 +391,7 @@ def test_cli_export(model, tmp_path, capsys):
 @pytest.mark.slow
 def test_image_bytes_with_brain_crop_matches_tf_crop(brain_mri_sample, tmp_path):
     from kidney_tf.data.crop_tf import tf_crop_brain
+    from kidney_tf.data.reading import read_image
 
     size = 64
     model = tiny_cnn(size=size, num_classes=4, seed=3)
@@ -404,8 +406,7 @@ def test_image_bytes_with_brain_crop_matches_tf_crop(brain_mri_sample, tmp_path)
     served = loaded.signatures["predict_image_bytes"](image_bytes=tf.constant(data))
 
     cropped = [
-        tf.clip_by_value(tf.round(tf_crop_brain(tf.io.decode_jpeg(d, channels=3), size)), 0, 255)
-        for d in data
+        tf.clip_by_value(tf.round(tf_crop_brain(read_image(f), size)), 0, 255) for f in files
     ]
     reference = loaded.signatures["serving_default"](images=tf.stack(cropped))
     np.testing.assert_allclose(
@@ -438,6 +439,7 @@ def test_image_bytes_with_body_crop_in_a_fresh_process(kidney_ct_sample, tmp_pat
     """Raw CT JPEGs through the body-crop bytes signature, served by a process with only
     TensorFlow, equal the Keras model on the package's TF body crop of the same files."""
     from kidney_tf.data.crop_tf import tf_crop_body
+    from kidney_tf.data.reading import read_image
 
     size = 64
     model = tiny_cnn(size=size, num_classes=4, seed=4)
@@ -458,18 +460,14 @@ def test_image_bytes_with_body_crop_in_a_fresh_process(kidney_ct_sample, tmp_pat
     served = json.loads((tmp_path / "out.json").read_text())
     assert served["kidney_tf_imported"] is False
 
-    cropped = [
-        tf.clip_by_value(tf.round(tf_crop_body(tf.io.decode_jpeg(f.read_bytes(), 3), size)), 0, 255)
-        for f in files
-    ]
+    cropped = [tf.clip_by_value(tf.round(tf_crop_body(read_image(f), size)), 0, 255) for f in files]
     expected = model.predict(tf.stack(cropped), verbose=0)
     np.testing.assert_allclose(served["probabilities"], expected, atol=1e-5)
     assert served["class_name"] == [names[i] for i in expected.argmax(axis=1)]
     # the crop mattered: the uncropped, resized scans give other probabilities
     from kidney_tf.data.crop_tf import resize
 
-    plain = [tf.clip_by_value(tf.round(resize(tf.io.decode_jpeg(f.read_bytes(), 3), size)), 0, 255)
-             for f in files]  # fmt: skip
+    plain = [tf.clip_by_value(tf.round(resize(read_image(f), size)), 0, 255) for f in files]
     assert np.abs(model.predict(tf.stack(plain), verbose=0) - expected).max() > 1e-4
 
 

@@ -301,3 +301,20 @@ def test_foreground_and_lesion_masks_come_as_a_dict_next_to_the_image(tmp_path):
         build_datasets(manifest, with_masks=True, with_foreground=True, **options)
     with pytest.raises(ValueError, match="with_foreground"):
         build_datasets(manifest, with_foreground="table", **options)
+
+
+@pytest.mark.real_data
+def test_in_graph_jpeg_decode_equals_read_image_and_opencv(kidney_ct_sample, brain_mri_sample):
+    # TensorFlow's default IDCT (INTEGER_FAST) was up to 34 grey levels off on these files
+    from kidney_tf.data.pipeline import decode_image_bytes
+
+    files = (
+        sorted(kidney_ct_sample.glob("*/*.jpg"))[::15]
+        + sorted(brain_mri_sample.glob("*/*.jpg"))[::15]
+    )
+    for path in files:
+        data = path.read_bytes()
+        ours = decode_image_bytes(tf.constant(data)).numpy()
+        np.testing.assert_array_equal(ours, reading.read_image(path), err_msg=path.name)
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        np.testing.assert_array_equal(ours, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), err_msg=path.name)

@@ -54,6 +54,8 @@ log = get_logger(__name__)
 #: Formats TensorFlow decodes in the graph; anything else goes through ``reading.read_image``.
 TF_NATIVE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
 JPEG_WORKING_SIDE = 1024
+#: libjpeg IDCT of the in-graph decoder (training, evaluation and the SavedModel alike).
+JPEG_DCT = "INTEGER_ACCURATE"
 _PNG_MAGIC = b"\x89PNG"
 
 
@@ -439,6 +441,7 @@ def decode_image_bytes(data: tf.Tensor, *, working_side: int = JPEG_WORKING_SIDE
     - Gray is tiled to RGB; an alpha channel is composited on black (as ``read_image`` does).
     - PNGs are decoded at 16 bits and scaled by 1/257 with rounding, so 16-bit scans map like
       ``read_image`` (``round(v * 255 / 65535)``) and 8-bit PNGs are exact.
+    - JPEGs use the accurate integer IDCT, so the pixels equal ``read_image``'s (PIL) and OpenCV's.
     - Memory stays bounded: a JPEG whose shorter side exceeds ``2 * working_side`` is decoded at
       1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling), keeping the shorter side >= ``working_side``
       — far above any model input — so a 10,000 x 10,000 scan costs ~5 MB, not ~1.5 GB.
@@ -466,8 +469,11 @@ def _decode_jpeg_bounded(data: tf.Tensor, working_side: int) -> tf.Tensor:
     index = tf.reduce_sum(
         tf.cast(shorter // tf.constant([2, 4, 8], tf.int32) >= working_side, tf.int32)
     )
+    # INTEGER_ACCURATE is libjpeg's default (JDCT_ISLOW), the IDCT PIL and OpenCV use;
+    # TensorFlow's own default is INTEGER_FAST, up to 34 grey levels off on the real CT JPEGs.
     branches = [
-        (lambda r=ratio: tf.io.decode_jpeg(data, channels=3, ratio=r)) for ratio in (1, 2, 4, 8)
+        (lambda r=ratio: tf.io.decode_jpeg(data, channels=3, ratio=r, dct_method=JPEG_DCT))
+        for ratio in (1, 2, 4, 8)
     ]
     return tf.switch_case(index, branches)
 
