@@ -38,6 +38,7 @@ import os
 import sys
 from typing import Any
 
+from kidney_tf.recipes import ARCHITECTURES
 from kidney_tf.recipes import FOSTERING_CAM_METHODS as MODES
 
 
@@ -47,9 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog=__doc__.split("Usage::", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--arch", default="resnet50", choices=("resnet50", "efficientnetb1", "tiny")
-    )
+    parser.add_argument("--arch", default="resnet50", choices=(*ARCHITECTURES, "tiny"))
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--classes", type=int, default=4)

@@ -25,13 +25,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Public name -> module that defines it. One table, so `dir(kidney_tf)` and the docs stay honest.
 _LAZY_ATTRS: dict[str, str] = {
     # data
-    "ImageRecord": "kidney_tf.data.reading",
-    "ImageReadError": "kidney_tf.data.reading",
-    "read_image": "kidney_tf.data.reading",
-    "scan_folder": "kidney_tf.data.reading",
-    "read_manifest": "kidney_tf.data.reading",
-    "read_mask": "kidney_tf.data.reading",
-    "load_source": "kidney_tf.data.reading",
+    "ImageRecord": "kidney_tf.data.records",
+    "ImageReadError": "kidney_tf.data.pixels",
+    "read_image": "kidney_tf.data.decode",
+    "scan_folder": "kidney_tf.data.sources",
+    "read_manifest": "kidney_tf.data.sources",
+    "read_mask": "kidney_tf.data.decode",
+    "load_source": "kidney_tf.data.sources",
     "find_duplicates": "kidney_tf.data.duplicates",
     "load_manifest": "kidney_tf.data.manifests",
     "generate_phantoms": "kidney_tf.data.phantoms",

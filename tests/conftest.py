@@ -80,11 +80,6 @@ def kidney_ct_sample() -> Path:
     return _sample_root("kidney_ct_sample")
 
 
-@pytest.fixture(scope="session")
-def fixtures_dir() -> Path:
-    return FIXTURES
-
-
 def _predict_split(
     model_path, split_csv, *, image_size: int, crop: str | None = None, split="test", root=None
 ):

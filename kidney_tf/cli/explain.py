@@ -71,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 # ------------------------------------------------------------------------------------ inputs
 def _image_paths(items: list[str]) -> list[Path]:
-    from kidney_tf.data.reading import supported_extensions
+    from kidney_tf.data.decode import supported_extensions
 
     extensions = supported_extensions()
     paths: list[Path] = []
@@ -184,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from kidney_tf._loading import load_model
-    from kidney_tf.data.reading import read_image
+    from kidney_tf.data.decode import read_image
     from kidney_tf.utils.io import (
         atomic_path,
         check_output_dir,

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     check_export_target(target, overwrite=args.overwrite, source=args.model)
 
     from kidney_tf._loading import load_model
-    from kidney_tf.data.reading import max_pixels_limit
+    from kidney_tf.data.decode import max_pixels_limit
 
     max_pixels = max_pixels_limit() if args.max_pixels is None else (args.max_pixels or None)
     model = load_model(args.model, compile=False)  # names a file that is no model, before TF

@@ -110,7 +110,7 @@ def _max_pixels(value: int | None):
     if value is None:
         yield
         return
-    from kidney_tf.data.reading import MAX_PIXELS_ENV
+    from kidney_tf.data.decode import MAX_PIXELS_ENV
 
     before = os.environ.get(MAX_PIXELS_ENV)
     os.environ[MAX_PIXELS_ENV] = str(value)

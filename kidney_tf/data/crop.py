@@ -38,7 +38,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from kidney_tf.data.reading import read_image, read_mask, supported_extensions
+from kidney_tf.data.decode import read_image, read_mask, supported_extensions
 from kidney_tf.recipes import CROP_MODES, check_choice
 from kidney_tf.utils.io import (
     atomic_dir,

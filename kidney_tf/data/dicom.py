@@ -1,7 +1,7 @@
 """Optional DICOM reading: stored values -> Hounsfield units -> windowed ``uint8``.
 
 Needs pydicom (``pip install 'kidney_tf[dicom]'``); without it every function here raises
-``ImportError`` saying so, and :func:`kidney_tf.data.reading.scan_folder` skips ``.dcm`` files with
+``ImportError`` saying so, and :func:`kidney_tf.data.sources.scan_folder` skips ``.dcm`` files with
 a warning.
 
 Pipeline for one slice:
@@ -76,11 +76,6 @@ def pydicom_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def require_pydicom() -> ModuleType:
-    """Return the pydicom module or raise ``ImportError`` with the install command."""
-    return _import_pydicom()
 
 
 def is_dicom_file(path: str | os.PathLike) -> bool:

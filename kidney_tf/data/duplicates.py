@@ -31,7 +31,9 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from kidney_tf.data.reading import BadFile, ImageReadError, read_image
+from kidney_tf.data.decode import read_image
+from kidney_tf.data.pixels import ImageReadError
+from kidney_tf.data.records import BadFile
 
 DEFAULT_MAX_DISTANCE = 6
 HASH_SIZE = 8
@@ -103,7 +105,7 @@ def image_hash(
     """Perceptual hash (``imagehash.phash``) of a file path, a uint8 array or a PIL image.
 
     ``hash_a - hash_b`` is the Hamming distance. Files are decoded with
-    :func:`~kidney_tf.data.reading.read_image` at most :data:`HASH_SIDE` px.
+    :func:`~kidney_tf.data.decode.read_image` at most :data:`HASH_SIDE` px.
 
     Usage: ``image_hash("a.jpg") - image_hash("b.jpg")``
     """

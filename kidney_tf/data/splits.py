@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from kidney_tf.data.reading import ImageRecord, ScanResult, normalize_split
+from kidney_tf.data.records import ImageRecord, ScanResult, normalize_split
 from kidney_tf.recipes import EVAL_SPLIT_METHODS, SPLIT_METHODS, SPLITS, check_choice
 from kidney_tf.utils.io import atomic_path
 from kidney_tf.utils.logging import get_logger
@@ -569,7 +569,7 @@ def write_split_csv(
 
     Usage: ``write_split_csv(bundle.records, "runs/exp1/split.csv")``.
     """
-    from kidney_tf.data.reading import MANIFEST_COLUMNS
+    from kidney_tf.data.sources import MANIFEST_COLUMNS
 
     path = Path(path)
     if isinstance(splits, Mapping):

@@ -29,14 +29,8 @@ from typing import Any
 
 from kidney_tf.data.duplicates import DEFAULT_MAX_DISTANCE, find_duplicates
 from kidney_tf.data.manifests import DatasetManifest, load_manifest
-from kidney_tf.data.reading import (
-    BadFile,
-    ImageRecord,
-    ScanResult,
-    _split_order,
-    load_source,
-    read_manifest,
-)
+from kidney_tf.data.records import BadFile, ImageRecord, ScanResult, split_order
+from kidney_tf.data.sources import load_source, read_manifest
 from kidney_tf.utils.io import check_output_file, input_tree, write_json_atomic
 from kidney_tf.utils.logging import get_logger
 
@@ -249,7 +243,7 @@ def _compare_counts(
                     Issue("warning", "extra_split", f"split {split!r} is not in the manifest")
                 )
     rows, mismatched = [], []
-    for split in _split_order(set(target) | set(merged)):
+    for split in split_order(set(target) | set(merged)):
         classes = list(manifest.classes) + sorted(
             set(merged.get(split, {})) - set(manifest.classes)
         )
@@ -392,9 +386,9 @@ def _check_duplicates(
         "has_splits": has_splits,
         "cross_split_pairs": len(cross),
         "exact_cross_split_pairs": sum(e["exact"] for e in cross),
-        "images_with_twin_in_other_split": {s: len(twins.get(s, ())) for s in _split_order(totals)},
+        "images_with_twin_in_other_split": {s: len(twins.get(s, ())) for s in split_order(totals)},
         "fraction_with_twin_in_other_split": {
-            s: round(len(twins.get(s, ())) / totals[s], 4) for s in _split_order(totals)
+            s: round(len(twins.get(s, ())) / totals[s], 4) for s in split_order(totals)
         },
         "duplicate_groups": len(report.groups),
         "images_in_duplicate_groups": in_groups,
@@ -502,7 +496,7 @@ def verify_dataset(
         split_csv: a proposed split (``path,label,split``) whose paths lie under ``root``
             (relative to ``root`` or absolute inside it); checked instead of the folder layout.
         max_distance: phash Hamming distance up to which images count as near duplicates.
-        strict: raise :class:`~kidney_tf.data.reading.ImageReadError` on the first bad file.
+        strict: raise :class:`~kidney_tf.data.pixels.ImageReadError` on the first bad file.
         check_duplicates: set False to skip hashing (integrity and counts only).
 
     Usage: ``verify_dataset("brain-tumor-mri-dataset", "brain_tumor_mri").exit_code``

@@ -63,7 +63,8 @@ def dataset_figures(
 
     ``augment`` is an ``AugmentConfig``/dict (default: the paper recipe, seeded with ``seed``).
     """
-    from kidney_tf.data.reading import load_source, read_image
+    from kidney_tf.data.decode import read_image
+    from kidney_tf.data.sources import load_source
     from kidney_tf.data.splits import split_records
 
     crop = parse_crop(crop)

@@ -21,7 +21,6 @@ Usage::
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -498,11 +497,3 @@ def _cpu_seconds() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-def load_summary(out: str | Path) -> dict[str, Any]:
-    """Read ``OUT/summary.json`` of a finished run."""
-    path = Path(out) / "summary.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no summary (the run has not finished)")
-    return json.loads(path.read_text())

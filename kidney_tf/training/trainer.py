@@ -405,7 +405,7 @@ def _load_init(config: TrainConfig):
 
 def _check_init_classes(config: TrainConfig, init_names: list[str], source: str) -> None:
     """Fail fast (before decoding images) when the data has classes the init model lacks."""
-    from kidney_tf.data.reading import load_source
+    from kidney_tf.data.sources import load_source
 
     scan = load_source(source, validate=False) if not config.split_csv else None
     names = list(scan.class_names) if scan is not None else []
@@ -856,7 +856,7 @@ class _Run:
     def _datasets(self, source: str, image_size: int, base, records=None):
         """The run's DataBundle; with ``records`` (a bundle), its train split rebuilt afresh."""
         from kidney_tf.data.pipeline import build_datasets
-        from kidney_tf.data.reading import ScanResult
+        from kidney_tf.data.records import ScanResult
 
         config = self.config
         kwargs: dict[str, Any] = {

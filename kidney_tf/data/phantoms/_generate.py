@@ -23,6 +23,7 @@ from kidney_tf.data.phantoms._render import (
     check_lesion_scale,
     render_phantom,
 )
+from kidney_tf.data.sources import MANIFEST_COLUMNS
 from kidney_tf.utils.io import atomic_dir, atomic_path, write_json_atomic, write_text_atomic
 from kidney_tf.utils.logging import get_logger
 
@@ -30,7 +31,6 @@ logger = get_logger(__name__)
 
 MANIFEST_NAME = "manifest.csv"
 INFO_NAME = "phantom.json"
-MANIFEST_COLUMNS = ("path", "label", "split", "mask_path")
 # zlib level for the PNGs: fixed explicitly so the bytes never depend on OpenCV's default.
 _PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
 # Parameters that must match for a folder to count as "the same phantom output".
