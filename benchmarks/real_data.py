@@ -121,8 +121,8 @@ ARMS: dict[str, dict[str, tuple[str, list[str]]]] = {
             [*BRAIN_RECIPE, "--input-norm", "none"],
         ),
         # EfficientNetB1 at 128 px trains at ~14 img/s here: 8 epochs of the 2,784 training
-        # images fit the 45 minutes. The recipe's validation fell from 0.49 to 0.29 while training
-        # accuracy rose (EMA weights meet batch-norm statistics of the live weights).
+        # images fit the 45 minutes. (The recipe, stopped after 5 of 12 epochs for time, validated
+        # at 0.32-0.49 with EMA; this arm at 0.22-0.43 over the same epochs: not an EMA effect.)
         "no-ema-8ep": (
             "recipe without EMA, 8 epochs (45 min)",
             [*BRAIN_RECIPE, "--ema", "0", "--epochs", "8"],
