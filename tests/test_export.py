@@ -433,6 +433,22 @@ BYTES_SCRIPT = textwrap.dedent(
 )
 
 
+def serve_image_bytes(export, files, tmp_path: Path, timeout: float) -> dict:
+    """``predict_image_bytes`` of ``export`` on ``files`` in a fresh process that imports
+    TensorFlow only (BYTES_SCRIPT); its JSON result, after checking kidney_tf stayed out."""
+    (tmp_path / "serve.py").write_text(BYTES_SCRIPT)
+    proc = subprocess.run(
+        [sys.executable, str(tmp_path / "serve.py"), str(export), str(tmp_path / "out.json"),
+         *map(str, files)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ""},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    served = json.loads((tmp_path / "out.json").read_text())
+    assert served["kidney_tf_imported"] is False
+    return served
+
+
 @pytest.mark.real_data
 @pytest.mark.slow
 def test_image_bytes_with_body_crop_in_a_fresh_process(kidney_ct_sample, tmp_path):
@@ -449,16 +465,7 @@ def test_image_bytes_with_body_crop_in_a_fresh_process(kidney_ct_sample, tmp_pat
     )
     assert read_export_metadata(path)["crop"] == "body"
     files = [sorted((kidney_ct_sample / name).glob("*.jpg"))[0] for name in names]
-    (tmp_path / "serve.py").write_text(BYTES_SCRIPT)
-    proc = subprocess.run(
-        [sys.executable, str(tmp_path / "serve.py"), str(path), str(tmp_path / "out.json"),
-         *map(str, files)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ""},
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    served = json.loads((tmp_path / "out.json").read_text())
-    assert served["kidney_tf_imported"] is False
+    served = serve_image_bytes(path, files, tmp_path, timeout=300)
 
     cropped = [tf.clip_by_value(tf.round(tf_crop_body(read_image(f), size)), 0, 255) for f in files]
     expected = model.predict(tf.stack(cropped), verbose=0)

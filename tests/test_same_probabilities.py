@@ -5,17 +5,13 @@ its default OpenCV crop backend) on real JPEGs and on the demo's phantoms (PNG).
 from __future__ import annotations
 
 import csv
-import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from test_export import BYTES_SCRIPT, tiny_cnn
+from test_export import serve_image_bytes, tiny_cnn
 
 from kidney_tf.cli.main import main
 from kidney_tf.data.phantoms import render_phantom
@@ -73,16 +69,7 @@ def test_bytes_signature_equals_evaluate(crop, kidney_ct_sample, brain_mri_sampl
         rows = {row["file"]: row for row in csv.DictReader(fh)}
     evaluated = np.array([[float(rows[str(f)][f"p_{c}"]) for c in names] for f in files])
 
-    (tmp_path / "serve.py").write_text(BYTES_SCRIPT)
-    proc = subprocess.run(
-        [sys.executable, str(tmp_path / "serve.py"), str(export), str(tmp_path / "out.json"),
-         *map(str, files)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ""},
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    served = json.loads((tmp_path / "out.json").read_text())
-    assert served["kidney_tf_imported"] is False
+    served = serve_image_bytes(export, files, tmp_path, timeout=600)
 
     # predictions.csv keeps 6 decimals
     difference = np.abs(np.array(served["probabilities"]) - evaluated)
