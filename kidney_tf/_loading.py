@@ -94,12 +94,12 @@ def install_keras_hook() -> None:
         sys.meta_path.insert(0, _KerasImportHook())
 
 
-def load_model(path: str | os.PathLike, *, compile: bool = True):  # noqa: A002 - mirrors Keras
-    """Load a ``.keras`` model written by kidney_tf, in Keras' ``safe_mode``.
+def check_model_file(path: str | os.PathLike) -> Path:
+    """Refuse a path that is not a Keras model file, without importing TensorFlow.
 
-    Usage: ``model = kidney_tf.load_model("runs/kidney/model.keras")``.
+    Usage: ``check_model_file(args.model)`` before a command starts TensorFlow.
 
-    Raises ``ValueError`` naming the file when it is missing or is not a Keras model archive.
+    Raises ``ValueError`` naming the file and the problem.
     """
     import zipfile
 
@@ -116,6 +116,17 @@ def load_model(path: str | os.PathLike, *, compile: bool = True):  # noqa: A002 
     with open(path, "rb") as fh:
         if suffix != ".keras" and fh.read(8) != b"\x89HDF\r\n\x1a\n":
             raise ValueError(f"{path}: not a Keras model file (not an HDF5 file)")
+    return path
+
+
+def load_model(path: str | os.PathLike, *, compile: bool = True):  # noqa: A002 - mirrors Keras
+    """Load a ``.keras`` model written by kidney_tf, in Keras' ``safe_mode``.
+
+    Usage: ``model = kidney_tf.load_model("runs/kidney/model.keras")``.
+
+    Raises ``ValueError`` naming the file when it is missing or is not a Keras model archive.
+    """
+    path = check_model_file(path)
 
     import keras  # after the checks: a wrong path fails in a second, not after TensorFlow's start
 

@@ -638,7 +638,7 @@ def test_evaluate_names_a_missing_model_first(tmp_path, capsys):
     missing = tmp_path / "nope.keras"
     code, _, err = run_cli(capsys, "evaluate", "--model", missing, "--out", tmp_path / "r")
     assert code == 2
-    assert err.strip() == f"kidney-tf evaluate: error: {missing}: model not found (--model)"
+    assert err.strip() == f"kidney-tf evaluate: error: {missing}: model file not found"
     assert not (tmp_path / "r").exists()
 
 
@@ -697,7 +697,7 @@ def test_argument_errors_come_before_tensorflow_is_imported(tmp_path):
     notes.write_bytes(b"user's file")
     cases = {
         ("--model", tmp_path / "nope.keras", "--out", tmp_path / "s" / "1"): (
-            f"{tmp_path / 'nope.keras'}: model not found (--model)"
+            f"{tmp_path / 'nope.keras'}: model file not found"
         ),
         ("--model", model, "--out", notes, "--overwrite"): "the version folder must be a positive",
         ("--model", model, "--out", tmp_path / "s", "--version", "v2"): (
@@ -748,7 +748,8 @@ def test_model_files_and_outputs_are_checked_before_tensorflow(tmp_path):
     notes = tmp_path / "notes.png"
     notes.write_bytes(encode(head_image(), "PNG"))
     model = tmp_path / "m.keras"
-    model.write_bytes(b"never loaded")
+    with zipfile.ZipFile(model, "w") as archive:  # passes the file checks, never loaded
+        archive.writestr("config.json", "{}")
     before = tree_state(tmp_path)
     out = tmp_path / "r"
     cases = {

@@ -160,15 +160,14 @@ def _temperature(value: str | None) -> float | str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kidney_tf._loading import load_model
+    from kidney_tf._loading import check_model_file, load_model
     from kidney_tf.evaluation.report import evaluate_model, model_input_size
     from kidney_tf.utils.io import check_output_dir, input_tree, mark_output_dir
     from kidney_tf.utils.logging import get_logger
 
     log = get_logger("kidney_tf.cli.evaluate")
     model_path = Path(args.model)
-    if not model_path.exists():
-        raise FileNotFoundError(f"{model_path}: model not found (--model)")
+    check_model_file(model_path)
     if args.batch_size < 1:
         raise CliError(f"--batch-size must be >= 1, got {args.batch_size}")
     run_cfg = _run_config(model_path)

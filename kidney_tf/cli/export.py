@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from kidney_tf.cli.main import add_common_arguments, at_least
 from kidney_tf.recipes import CROP_CHOICES
@@ -66,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kidney_tf._loading import check_model_file, load_model
     from kidney_tf.export.layout import (
         check_export_target,
         read_export_metadata,
@@ -73,15 +73,13 @@ def run(args: argparse.Namespace) -> int:
     )
 
     # Everything that needs no TensorFlow is checked before it is imported.
-    if not Path(args.model).exists():
-        raise FileNotFoundError(f"{args.model}: model not found (--model)")
+    check_model_file(args.model)
     class_names = None
     if args.class_names:
         class_names = [n.strip() for n in args.class_names.split(",") if n.strip()]
     target = resolve_version_dir(args.out, args.version)
     check_export_target(target, overwrite=args.overwrite, source=args.model)
 
-    from kidney_tf._loading import load_model
     from kidney_tf.data.decode import max_pixels_limit
 
     max_pixels = max_pixels_limit() if args.max_pixels is None else (args.max_pixels or None)
