@@ -40,6 +40,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import zipfile
 import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -362,7 +363,8 @@ def _write(path: Path, content: bytes | str) -> None:
 
 def build_world(world: Path, *, tf: bool = True) -> None:
     """Create the user's files (see the module docstring). ``tf=False``: the model file is a
-    placeholder (every case that would load it is then skipped)."""
+    placeholder zip archive that passes the file checks (every case that would load it is then
+    skipped)."""
     rng = np.random.default_rng(0)
     world.mkdir(parents=True)
     # a small class-folder dataset
@@ -427,7 +429,10 @@ def build_world(world: Path, *, tf: bool = True) -> None:
     if tf:
         _make_model(world / "models" / "tiny.keras")
     else:
-        _write(world / "models" / "tiny.keras", b"placeholder: never loaded with --no-tf")
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr("config.json", "placeholder: never loaded with --no-tf")
+        _write(world / "models" / "tiny.keras", buffer.getvalue())
 
 
 MAKE_MODEL = textwrap.dedent(
