@@ -62,6 +62,14 @@ def bad_files(seed: int = 0) -> dict[str, bytes]:
     }
 
 
+def placeholder_model(path: Path) -> Path:
+    """A zip archive named .keras: passes the model-file checks, fails only when Keras reads it
+    (for the checks that must refuse an argument before TensorFlow starts)."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", "{}")
+    return path
+
+
 def make_tree(root: Path, classes=("a", "b"), per_class: int = 4, size: int = SIZE) -> Path:
     for c, label in enumerate(classes):
         (root / label).mkdir(parents=True, exist_ok=True)
@@ -690,9 +698,7 @@ def test_argument_errors_come_before_tensorflow_is_imported(tmp_path):
     assert [p.name for p in (tmp_path / "run").iterdir()] == [".kidney-tf-output.json"]
 
     # export: the model file, the version folder and the output guard, all before TensorFlow
-    model = tmp_path / "m.keras"
-    with zipfile.ZipFile(model, "w") as archive:  # looks like a .keras file until Keras reads it
-        archive.writestr("config.json", "{}")
+    model = placeholder_model(tmp_path / "m.keras")
     notes = tmp_path / "notes.png"
     notes.write_bytes(b"user's file")
     cases = {
@@ -747,9 +753,7 @@ def test_model_files_and_outputs_are_checked_before_tensorflow(tmp_path):
     (thesis / "thesis.docx").write_bytes(b"years of work")
     notes = tmp_path / "notes.png"
     notes.write_bytes(encode(head_image(), "PNG"))
-    model = tmp_path / "m.keras"
-    with zipfile.ZipFile(model, "w") as archive:  # passes the file checks, never loaded
-        archive.writestr("config.json", "{}")
+    model = placeholder_model(tmp_path / "m.keras")
     before = tree_state(tmp_path)
     out = tmp_path / "r"
     cases = {

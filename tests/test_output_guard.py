@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_bad_inputs import make_tree, run_cli, tree_state
+from test_bad_inputs import make_tree, placeholder_model, run_cli, tree_state
 
 from kidney_tf.utils.io import (
     OUTPUT_MARKER,
@@ -169,8 +169,7 @@ def test_evaluate_compare_explain_refuse_user_folders_and_input_trees(tmp_path, 
     root = make_tree(tmp_path / "data", per_class=2)
     user = _user_folder(tmp_path / "user")
     before = tree_state(user), tree_state(root)
-    model = tmp_path / "model.keras"
-    model.write_bytes(b"never loaded: the output is refused first")
+    model = placeholder_model(tmp_path / "model.keras")  # never loaded: the output is refused first
     image = root / "a" / "a_00_scan.png"
     cases = [
         ("evaluate", "--model", model, "--data", root, "--out", user),
