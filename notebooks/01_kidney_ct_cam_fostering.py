@@ -64,6 +64,7 @@ SEED = 42
 # notebook and the CLI run the same experiment; the parameters above override it.
 
 # %%
+import io
 from pathlib import Path
 
 import keras
@@ -71,6 +72,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
 from IPython.display import Image, Markdown, display
+from PIL import Image as PILImage
 
 import kidney_tf as ktf
 from kidney_tf.data.crop import body_mask
@@ -111,9 +113,16 @@ print(
 
 
 # %%
-def show(path):
-    """Display a PNG the package wrote (every figure is also kept under OUT_DIR)."""
-    display(Image(filename=str(path)))
+def show(path, max_width=800):
+    """Display a PNG the package wrote, at most ``max_width`` px wide (keeps the stored notebook
+    small; the full-size figure stays under OUT_DIR)."""
+    picture = PILImage.open(path)
+    if picture.width > max_width:
+        height = round(picture.height * max_width / picture.width)
+        picture = picture.resize((max_width, height), PILImage.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", optimize=True)
+    display(Image(data=buffer.getvalue()))
 
 
 # %% [markdown]
