@@ -114,15 +114,16 @@ print(
 
 # %%
 def show(path, max_width=800):
-    """Display a PNG the package wrote, at most ``max_width`` px wide (keeps the stored notebook
-    small; the full-size figure stays under OUT_DIR)."""
-    picture = PILImage.open(path)
+    """Display a PNG the package wrote, at most ``max_width`` px wide, as a JPEG: CT noise makes
+    PNGs of CT figures large, and the stored notebook must stay small (the full-size PNG stays
+    under OUT_DIR)."""
+    picture = PILImage.open(path).convert("RGB")
     if picture.width > max_width:
         height = round(picture.height * max_width / picture.width)
         picture = picture.resize((max_width, height), PILImage.Resampling.LANCZOS)
     buffer = io.BytesIO()
-    picture.save(buffer, format="PNG", optimize=True)
-    display(Image(data=buffer.getvalue()))
+    picture.save(buffer, format="JPEG", quality=85)
+    display(Image(data=buffer.getvalue(), format="jpeg"))
 
 
 # %% [markdown]

@@ -30,9 +30,6 @@ KERNEL_NAME = "kidney-tf-test"
 REQUIRED_PARAMETERS = {"DATA_DIR", "QUICK", "EPOCHS", "OUT_DIR", "IMAGE_SIZE"}
 #: A stored notebook is read on GitHub: keep its figures small.
 MAX_STORED_BYTES = 1_500_000
-#: Stored without outputs until someone executes them (notebooks/README.md "Editing"): the
-#: 2-core machine was too busy with trainings to run them in the session that stored the others.
-NOT_YET_STORED_EXECUTED = {"01_kidney_ct_cam_fostering"}
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -123,7 +120,8 @@ def code_outputs(nb: nbformat.NotebookNode) -> list:
 
 
 def inline_images(nb: nbformat.NotebookNode) -> list:
-    return [o for o in code_outputs(nb) if "image/png" in o.get("data", {})]
+    data = [o.get("data", {}) for o in code_outputs(nb)]
+    return [d for d in data if "image/png" in d or "image/jpeg" in d]
 
 
 def errors(nb: nbformat.NotebookNode) -> list[str]:
@@ -155,16 +153,13 @@ def test_stored_notebook_is_executed_without_errors_and_shows_its_figures(path):
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     for cell in code:
         ast.parse(python_source(cell.source))  # every code cell is valid (IPython) Python
-    if path.stem in NOT_YET_STORED_EXECUTED:
-        assert not code_outputs(nb), f"{path.name} is executed: drop it from the list"
-    else:
-        # one kernel, top to bottom: execution counts 1, 2, 3, ...
-        assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1)), (
-            f"{path.name} is not stored executed top to bottom (see notebooks/README.md)"
-        )
-        assert not errors(nb), f"{path.name}: stored outputs show errors: {errors(nb)}"
-        min_figures = CASES[path.stem][2]
-        assert len(inline_images(nb)) >= min_figures, f"{path.name}: too few stored figures"
+    # one kernel, top to bottom: execution counts 1, 2, 3, ...
+    assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1)), (
+        f"{path.name} is not stored executed top to bottom (see notebooks/README.md)"
+    )
+    assert not errors(nb), f"{path.name}: stored outputs show errors: {errors(nb)}"
+    min_figures = CASES[path.stem][2]
+    assert len(inline_images(nb)) >= min_figures, f"{path.name}: too few stored figures"
     assert path.stat().st_size <= MAX_STORED_BYTES, f"{path.name}: lower the figures' dpi"
     assert nb.metadata["kernelspec"]["name"] == "python3"
     assert parameter_names(nb) >= REQUIRED_PARAMETERS
