@@ -335,3 +335,88 @@ def test_a_killed_worker_stops_the_other_with_a_clear_error(small_phantoms, tmp_
     assert "another worker stopped or is unreachable" in log, log[-3000:]
     assert "Restart every worker with the same command" in log
     print(f"the surviving worker exited {code} after {waited:.0f} s")
+
+
+# ------------------------------------------------------------------- evaluate under a strategy
+def _tiny_model_file(path: Path, class_names: list[str], size: int = 32) -> Path:
+    import keras
+
+    from kidney_tf.models.builders import Classifier
+
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="last_conv")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(len(class_names), name="logits")(x)
+    out = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    Classifier(inputs, out, class_names=class_names).save(path)
+    return path
+
+
+def _evaluate_command(model: Path, data: Path, out: Path, *strategy: str) -> list[str]:
+    # batch 5 over 48 images: a partial last batch of 3, split 2/1 over two replicas
+    return [sys.executable, "-m", "kidney_tf", "evaluate", "--model", str(model), "--data",
+            str(data), "--split", "all", "--crop", "none", "--batch-size", "5",
+            "--max-cam-images", "6", "--out", str(out), *strategy]  # fmt: skip
+
+
+def _probabilities(report: Path) -> dict[str, list[float]]:
+    with (report / "predictions.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    # '' = no CAM statistics for that image (beyond --max-cam-images)
+    values = sorted(k for k in rows[0] if k.startswith(("p_", "cam_")))
+    return {r["file"]: [float(r[k] or "nan") for k in values] for r in rows}
+
+
+@pytest.mark.slow
+def test_evaluate_under_mirrored_and_two_workers_equals_one_device(phantoms, tmp_path):
+    import numpy as np
+
+    from kidney_tf.data.phantoms import PHANTOM_CLASSES
+    from kidney_tf.training.distribute import free_ports, local_tf_config
+
+    model = _tiny_model_file(tmp_path / "tiny.keras", list(PHANTOM_CLASSES["kidney-ct"]))
+    runs = {
+        "one": [],
+        "mirrored": ["--strategy", "mirrored", "--cpu-replicas", "2"],
+    }
+    for name, flags in runs.items():
+        done = subprocess.run(
+            _evaluate_command(model, phantoms, tmp_path / name, *flags),
+            capture_output=True, text=True, env=_env(), timeout=TIMEOUT,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+    ports = free_ports(2)
+    workers = [
+        subprocess.Popen(
+            _evaluate_command(model, phantoms, tmp_path / "two", "--strategy", "multiworker"),
+            stdout=(tmp_path / f"ev{i}.log").open("w"),
+            stderr=subprocess.STDOUT,
+            env=_env(TF_CONFIG=local_tf_config(ports, index=i)),
+            start_new_session=True,
+        )
+        for i in range(2)
+    ]
+    try:
+        codes = [w.wait(timeout=TIMEOUT) for w in workers]
+    finally:
+        _kill(workers)
+    logs = [(tmp_path / f"ev{i}.log").read_text() for i in range(2)]
+    assert codes == [0, 0], "\n".join(text[-3000:] for text in logs)
+
+    one = _probabilities(tmp_path / "one")
+    assert len(one) == 48
+    for name in ("mirrored", "two"):
+        other = _probabilities(tmp_path / name)
+        assert list(other) == list(one), name  # same images, same order
+        a, b = np.array(list(one.values())), np.array(list(other.values()))
+        assert (np.isnan(a) == np.isnan(b)).all() and (~np.isnan(a)).sum() > 48 * 4, name
+        diff = float(np.nanmax(np.abs(a - b)))
+        assert diff <= 1e-5, f"{name}: probabilities/CAM statistics differ by {diff:.3g}"
+        a, b = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("one", name))
+        assert a["accuracy"] == b["accuracy"] and a["confusion_matrix"] == b["confusion_matrix"]
+    # only the chief wrote a report; the other worker's scratch folder is gone
+    assert sorted(p.name for p in (tmp_path / "two").iterdir() if p.name.startswith(".")) == [
+        OUTPUT_MARKER
+    ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from kidney_tf.recipes import (
     EXPLAIN_METHODS,
     SPLIT_METHODS,
     SPLITS,
+    STRATEGIES,
 )
 
 COMMAND = "evaluate"
@@ -30,6 +33,10 @@ examples:
 
   # an external test set: every image of the folder (no split, no temperature fit)
   kidney-tf evaluate --model runs/brain/best.keras --data Testing/ --split all --out reports/ext
+
+  # the same on 2 CPU replicas (MirroredStrategy; GPUs: --strategy mirrored alone)
+  kidney-tf evaluate --model runs/brain/best.keras --data Testing/ --split all --out reports/ext \
+      --strategy mirrored --cpu-replicas 2
 
   # brain MRI test folder, brain foreground, Grad-CAM++ on the first 200 images
   kidney-tf evaluate --model runs/brain/model.keras --data Testing/ --crop brain \\
@@ -107,6 +114,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split-method", choices=SPLIT_METHODS)
     p.add_argument("--val-fraction", type=float)
     p.add_argument("--test-fraction", type=float)
+    hardware = p.add_argument_group("hardware")
+    hardware.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="default",
+        help="tf.distribute strategy for the predictions (default: one device); multiworker "
+        "reads TF_CONFIG, every worker runs the same command and the chief writes --out",
+    )
+    hardware.add_argument(
+        "--cpu-replicas",
+        type=int,
+        help="with --strategy mirrored on a machine without GPUs: split the CPU into N "
+        "logical devices",
+    )
     add_common_arguments(p, reads_images=True)
     p.set_defaults(func=run)
 
@@ -170,6 +191,8 @@ def run(args: argparse.Namespace) -> int:
     check_model_file(model_path)
     if args.batch_size < 1:
         raise CliError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.cpu_replicas is not None and (args.strategy != "mirrored" or args.cpu_replicas < 1):
+        raise CliError(f"--cpu-replicas {args.cpu_replicas}: needs --strategy mirrored and N >= 1")
     run_cfg = _run_config(model_path)
     source, fixed_split, data_root = _source(args, model_path, run_cfg)
     temperature = _temperature(args.temperature)
@@ -182,7 +205,13 @@ def run(args: argparse.Namespace) -> int:
         )
     inputs = [model_path, source if fixed_split else input_tree(source), data_root]
     check_output_dir(args.out, COMMAND, inputs=inputs, markers=("metrics.json", "report.html"))
-    model = load_model(model_path, compile=False)
+
+    from kidney_tf.training.distribute import is_chief, make_strategy
+
+    strategy = make_strategy(args.strategy, cpu_replicas=args.cpu_replicas)
+    with strategy.scope():
+        model = load_model(model_path, compile=False)
+    chief = is_chief(strategy)
     size = model_input_size(model)
     if args.image_size is not None and size is not None and args.image_size != size[0]:
         raise CliError(
@@ -208,29 +237,40 @@ def run(args: argparse.Namespace) -> int:
         split_method,
         seed,
     )
-    mark_output_dir(args.out, COMMAND)
-    metrics = evaluate_model(
-        model,
-        source,
-        out_dir=args.out,
-        split=split,
-        method=args.method,
-        max_cam_images=args.max_cam_images,
-        crop=args.crop,
-        batch_size=args.batch_size,
-        extra_methods=extra,
-        temperature=temperature,
-        foreground=args.foreground,
-        cam_target=args.cam_target,
-        layer=args.cam_layer,
-        seed=seed,
-        split_method=split_method,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        data_root=data_root,
-        strict=args.strict,
-        tta=args.tta,
-    )
+    # Every worker computes the same report (predictions are gathered across workers); only the
+    # chief writes it to --out, the others into a temporary folder removed at the end.
+    if chief:
+        out_dir = mark_output_dir(args.out, COMMAND)
+    else:
+        out_dir = Path(tempfile.mkdtemp(prefix="kidney-tf-evaluate-worker-"))
+    try:
+        metrics = evaluate_model(
+            model,
+            source,
+            out_dir=out_dir,
+            split=split,
+            method=args.method,
+            max_cam_images=args.max_cam_images,
+            crop=args.crop,
+            batch_size=args.batch_size,
+            extra_methods=extra,
+            temperature=temperature,
+            foreground=args.foreground,
+            cam_target=args.cam_target,
+            layer=args.cam_layer,
+            seed=seed,
+            split_method=split_method,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            data_root=data_root,
+            strict=args.strict,
+            tta=args.tta,
+        )
+    finally:
+        if not chief:
+            shutil.rmtree(out_dir, ignore_errors=True)
+    if not chief:
+        return 0
     skipped = metrics.get("data", {}).get("skipped_bad_files") or []
     if skipped:
         print(f"skipped {len(skipped)} unreadable file(s); see metrics.json data.skipped_bad_files")

@@ -94,7 +94,13 @@ def _predict(model, images: np.ndarray, *, tta: bool = False) -> np.ndarray:
     if tta:
         mirrored = np.ascontiguousarray(np.asarray(images)[:, :, ::-1])
         return 0.5 * (_predict(model, images) + _predict(model, mirrored))
-    out = model.predict_on_batch(images)
+    strategy = getattr(model, "distribute_strategy", None)
+    if strategy is not None and strategy.num_replicas_in_sync > 1:
+        # predict_on_batch would run the whole batch on every replica; predict splits it
+        # across replicas (and gathers it across workers) in order.
+        out = model.predict(images, batch_size=len(images), verbose=0)
+    else:
+        out = model.predict_on_batch(images)
     if isinstance(out, dict):
         out = out.get("probabilities", next(iter(out.values())))
     if isinstance(out, (list, tuple)):
