@@ -10,12 +10,16 @@ Arms, all fine-tuned from ONE baseline (the demo's: ``kidney-tf demo``, ResNet-5
 - ``entropy+lesion``: plus λ_mask · CAM mass off the dilated lesion mask (lesion images);
 - ``all``: all three terms.
 
-Each arm fine-tunes the classifier head alone (the demo's preset: the backbone frozen), with
+Each arm fine-tunes the classifier head alone (the demo's preset: the backbone frozen; with
+``--unfreeze-top 1`` also the last backbone stage, ResNet-50's ``conv5_*``), with
 ``CamFosteringModel``'s own ``train_step`` on the Grad-CAM++ closed form. With the backbone frozen
 (BatchNorm in inference mode) the CAM layer's features of an image never change, so they are
 computed once and the head is trained on them: the same loss, gradients and updates as
 ``kidney-tf train --init BASELINE --unfreeze-top 0`` without augmentation, in seconds instead of
-a backbone pass per step. The test statistics come from the same cached features: the closed-form
+a backbone pass per step. With ``--unfreeze-top N`` the features are cached at the input of the
+first unfrozen stage instead (BatchNorm stays in inference mode, as ``unfreeze_top`` leaves it):
+the same exactness, the top stages run at every step. The test statistics come from the same
+cached features: the closed-form
 Grad-CAM++ map of the predicted class (tf-keras-vis' map to 1e-4), upsampled as tf-keras-vis
 does, through ``summarize_maps`` with the body and lesion masks and the pointing-game tolerance
 ``evaluate_model`` uses; ``--cross-check`` also runs ``evaluate_model`` on the baseline.
@@ -31,6 +35,8 @@ Usage::
     python benchmarks/fostering_localisation.py --out runs/loc --demo-run runs/demo  # reuse one
     python benchmarks/fostering_localisation.py --out runs/loc-ct --run runs/real/kidney/recipe \
         --data ../shared/data/kidney_ct_pool --arms baseline,entropy,entropy+anatomy  # real CT
+    python benchmarks/fostering_localisation.py --out runs/loc-ct5 --run RUN --data POOL \
+        --unfreeze-top 1 --arms baseline,head,entropy,entropy+anatomy  # stage 5 + head
 """
 
 from __future__ import annotations
@@ -87,6 +93,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="also run evaluate_model on the baseline and print both (same maps, same numbers)",
     )
+    p.add_argument(
+        "--unfreeze-top",
+        type=int,
+        default=0,
+        help="backbone stages fine-tuned with the head (0: head only; 1: ResNet-50 conv5_*)",
+    )
     p.add_argument("--seed", type=int, default=42)
     return p.parse_args(argv)
 
@@ -106,8 +118,24 @@ def demo_run(args: argparse.Namespace) -> Path:
     return run
 
 
-def features_and_masks(model, split_csv: Path, data_root: str, crop: str, split: str):
-    """CAM-layer features, one-hot labels, body and lesion masks of ``split`` (no augmentation)."""
+def cut_layer(model, unfreeze_top: int) -> str:
+    """The layer whose output is cached: the CAM layer (head only), else the last layer before
+    the first of the top ``unfreeze_top`` stages (``conv4_block6_out`` for ResNet-50's stage 5)."""
+    if unfreeze_top == 0:
+        return model.cam_layer
+    from kidney_tf.models.builders import unfreeze_top as unfreeze
+
+    unfreeze(model, unfreeze_top)
+    names = [layer.name for layer in model.layers]
+    first = next(i for i, layer in enumerate(model.layers) if layer.trainable and layer.weights)
+    return names[first - 1]
+
+
+def features_and_masks(
+    model, split_csv: Path, data_root: str, crop: str, split: str, cut: str | None = None
+):
+    """Features at ``cut`` (default: the CAM layer), one-hot labels, body and lesion masks of
+    ``split`` (no augmentation)."""
     import keras
     import numpy as np
 
@@ -127,7 +155,7 @@ def features_and_masks(model, split_csv: Path, data_root: str, crop: str, split:
         class_names=model.class_names,
         root=data_root,
     )
-    trunk = keras.Model(model.inputs, model.get_layer(model.cam_layer).output)
+    trunk = keras.Model(model.inputs, model.get_layer(cut or model.cam_layer).output)
     parts: dict[str, list] = {"features": [], "labels": [], "foreground": [], "lesion_mask": []}
     for x, y in bundle.dataset(split):
         parts["features"].append(trunk(x["image"], training=False).numpy())
@@ -137,23 +165,37 @@ def features_and_masks(model, split_csv: Path, data_root: str, crop: str, split:
     return {k: np.concatenate(v) for k, v in parts.items()}, bundle.class_weights
 
 
-def head_model(model):
-    """A CamFosteringModel-ready classifier over the CAM layer's features, sharing the head."""
+def head_model(model, cut: str | None = None):
+    """``(classifier, CAM layer name)``: a CamFosteringModel-ready classifier over the features at
+    ``cut`` (default: the CAM layer, whose features become the input ``"features"``, sharing the
+    head's layers with ``model``)."""
     import keras
 
     from kidney_tf.models.builders import Classifier
 
+    if cut not in (None, model.cam_layer):
+        # The top stages and the head as a model of their own over an input "features": a copy
+        # (Keras cannot rewire shared layers whose CAM-layer output is then asked for by name),
+        # holding the model's current weights.
+        sub = keras.Model(model.get_layer(cut).output, model.outputs[0])
+        inputs = keras.Input(model.get_layer(cut).output.shape[1:], name="features")
+        copy = keras.models.clone_model(sub, input_tensors=inputs)
+        copy.set_weights(sub.get_weights())
+        names = list(model.class_names)
+        head = Classifier(copy.inputs, copy.outputs[0], class_names=names, metadata={})
+        return head, model.cam_layer
     names = [layer.name for layer in model.layers]
     head = model.layers[names.index(model.cam_layer) + 1 :]
     inputs = keras.Input(model.get_layer(model.cam_layer).output.shape[1:], name="features")
     x = inputs
     for layer in head:
         x = layer(x)
-    return Classifier(inputs, x, class_names=list(model.class_names), metadata={})
+    return Classifier(inputs, x, class_names=list(model.class_names), metadata={}), "features"
 
 
-def fine_tune(model, data, class_weights, settings: dict[str, float], args) -> dict[str, Any]:
-    """Train the head of ``model`` (in place) with the arm's terms; returns the last epoch's logs."""
+def fine_tune(head, data, class_weights, settings: dict[str, float], args) -> dict[str, Any]:
+    """Train ``head_model``'s ``(classifier, CAM layer)`` in place with the arm's terms; returns
+    the last epoch's logs."""
     import keras
     import tensorflow as tf
 
@@ -164,9 +206,9 @@ def fine_tune(model, data, class_weights, settings: dict[str, float], args) -> d
     # which arms ran before it (the global seed is part of tf.data's shuffle seed).
     keras.utils.set_random_seed(args.seed)
     head = CamFosteringModel.from_classifier(
-        head_model(model),
+        head[0],
         cam_method="gradcam++",
-        cam_layer="features",
+        cam_layer=head[1],
         mask_dilation=args.mask_dilation,
         **settings,
     )
@@ -188,7 +230,7 @@ def fine_tune(model, data, class_weights, settings: dict[str, float], args) -> d
     return {k: float(v[-1]) for k, v in history.history.items()}
 
 
-def arm_statistics(model, data, tolerance_px: float) -> dict[str, Any]:
+def arm_statistics(head, data, tolerance_px: float) -> dict[str, Any]:
     """The evaluation's statistics from the cached features (identical maps, see the docstring).
 
     Grad-CAM++ of the predicted class in closed form (equal to tf-keras-vis' to 1e-4, tested in
@@ -201,9 +243,7 @@ def arm_statistics(model, data, tolerance_px: float) -> dict[str, Any]:
     from kidney_tf.explain.statistics import normalized_entropy, summarize_maps, upsample_maps
     from kidney_tf.training import CamFosteringModel
 
-    head = CamFosteringModel.from_classifier(
-        head_model(model), cam_method="gradcam++", cam_layer="features"
-    )
+    head = CamFosteringModel.from_classifier(head[0], cam_method="gradcam++", cam_layer=head[1])
     size = data["foreground"].shape[1:3]
     true = data["labels"].argmax(1)
     per_image: dict[str, list] = {}
@@ -371,17 +411,18 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(model_path)
     size = int(model.input_shape[1])
     tolerance = round(PAPER_TOLERANCE_PX * size / REFERENCE_INPUT_PX, 2)  # as evaluate_model
-    baseline_head = [w.copy() for w in model.get_layer("logits").get_weights()]
-    print(f"{model_path}: features of the train/test splits at {model.cam_layer} ...", flush=True)
-    cached = out / f"features-{model_path.stem}.npz"  # a rerun (other λ, arms) reuses them
+    baseline_weights = [w.copy() for w in model.get_weights()]
+    cut = cut_layer(model, args.unfreeze_top)
+    print(f"{model_path}: features of the train/test splits at {cut} ...", flush=True)
+    cached = out / f"features-{model_path.stem}-{cut}.npz"  # reused by a rerun (other λ, arms)
     if cached.is_file():
         with np.load(cached) as stored:
             train = {k[6:]: stored[k] for k in stored.files if k.startswith("train/")}
             test = {k[5:]: stored[k] for k in stored.files if k.startswith("test/")}
             class_weights = dict(enumerate(stored["class_weights"].tolist()))
     else:
-        train, class_weights = features_and_masks(model, split_csv, data_root, crop, "train")
-        test, _ = features_and_masks(model, split_csv, data_root, crop, "test")
+        train, class_weights = features_and_masks(model, split_csv, data_root, crop, "train", cut)
+        test, _ = features_and_masks(model, split_csv, data_root, crop, "test", cut)
         np.savez(
             cached,
             class_weights=np.array([class_weights[i] for i in range(len(class_weights))]),
@@ -397,19 +438,20 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = {}
     for arm in arms:
         arm_started = time.perf_counter()
-        model.get_layer("logits").set_weights(baseline_head)
+        model.set_weights(baseline_weights)
         settings = {k: weight[k] * v for k, v in ARMS[arm].items()}
-        logs = fine_tune(model, train, class_weights, settings, args) if settings else {}
+        head = head_model(model, cut)  # shares the model's head, or copies the top stages
+        logs = fine_tune(head, train, class_weights, settings, args) if settings else {}
         results[arm] = {
             "settings": settings,
             "train_logs": logs,
-            **arm_statistics(model, test, tolerance),
+            **arm_statistics(head, test, tolerance),
             "seconds": round(time.perf_counter() - arm_started, 1),
         }
         means = {k: _mean(v) for k, v in results[arm]["per_image"].items()}
         print(f"{arm}: {json.dumps(means)}", flush=True)
     if args.cross_check:
-        model.get_layer("logits").set_weights(baseline_head)
+        model.set_weights(baseline_weights)
         keras.utils.set_random_seed(args.seed)
         metrics = evaluate(model, out / "reports" / "baseline", split_csv, data_root, crop)
         cam = metrics.get("cam") or {}
@@ -422,7 +464,9 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(
         [
             f"Baseline {model_path}; test split {len(test['labels'])} images ({n_masks} with a "
-            f"lesion mask); λ {weight}; head-only fine-tune, {args.epochs} epochs, Adam "
+            f"lesion mask); λ {weight}; fine-tune of "
+            f"{'the head' if not args.unfreeze_top else f'the top {args.unfreeze_top} stage(s) and the head'}"
+            f" (features cached at {cut}), {args.epochs} epochs, Adam "
             f"{args.lr:g} cosine, batch 16; Grad-CAM++ of the predicted class upsampled to "
             f"{size} px; pointing-game tolerance {tolerance} px; 95 % bootstrap intervals over "
             "test images.",
