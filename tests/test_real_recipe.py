@@ -423,3 +423,48 @@ def test_recipe_flag_is_the_measured_command_and_flags_override_it():
     assert train_settings("brain-real")["augment"]["gamma"] == 0.3
     with pytest.raises(ValueError, match="unknown recipe 'x'"):
         train_settings("x")
+
+
+def test_real_data_benchmark_counts_test_series_and_bootstraps_over_them(tmp_path):
+    import cv2
+
+    bench = _benchmark()
+    rng = np.random.default_rng(0)
+    smooth = cv2.GaussianBlur(rng.uniform(0, 255, (64, 64)), (0, 0), 6)
+    other = cv2.GaussianBlur(rng.uniform(0, 255, (64, 64)), (0, 0), 6)
+    files, labels = [], []
+    for label, numbers, picture in (
+        ("Cyst", range(1, 5), smooth),  # one series ...
+        ("Cyst", range(5, 9), other),  # ... then another patient at the next slice numbers
+        ("Cyst", range(40, 44), other),  # a gap of more than 5 numbers: a third series
+        ("Normal", range(1, 5), smooth),  # series are counted per class
+    ):
+        (tmp_path / label).mkdir(exist_ok=True)
+        for n in numbers:
+            path = tmp_path / label / f"{label}- ({n}).png"
+            noisy = picture + rng.normal(0, 2, picture.shape)
+            cv2.imwrite(str(path), np.clip(noisy, 0, 255).astype(np.uint8))
+            files.append(str(path))
+            labels.append(label)
+    ids = bench.series_of(files, labels)
+    assert ids == ["Cyst#0"] * 4 + ["Cyst#1"] * 4 + ["Cyst#2"] * 4 + ["Normal#0"] * 4
+
+    report = tmp_path / "report"
+    report.mkdir()
+    correct = [1] * 4 + [0] * 4 + [1] * 4 + [1, 1, 1, 0]
+    with (report / "predictions.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["file", "true", "pred", "correct"])
+        writer.writerows([f, t, t, c] for f, t, c in zip(files, labels, correct))
+    result = bench.series_accuracy(report)
+    assert result["accuracy"] == pytest.approx(11 / 16)
+    assert result["series_per_class"] == {"Cyst": 3, "Normal": 1}
+    assert result["series"]["Cyst#1"] == [4, 0.0] and result["series"]["Normal#0"] == [4, 0.75]
+    low, high = result["interval"]
+    # 3 Cyst series drawn with replacement (all right, all wrong, all right) + the Normal one:
+    # all three wrong (p = 1/27 > 2.5 %) is 3/16, none wrong (p = 8/27) 15/16
+    assert (low, high) == pytest.approx((3 / 16, 15 / 16))
+    row = {"arm": "recipe", "accuracy": result["accuracy"], "series_accuracy": result}
+    text = bench.table([row], bench.KIDNEY_CLASSES)
+    assert f"| recipe | 0.688 [{low:.2f}, {high:.2f}] |" in text
+    assert "the test split holds 4 series (Cyst 3, Normal 1;" in text
