@@ -419,8 +419,13 @@ def test_recipe_flag_is_the_measured_command_and_flags_override_it():
     assert brain["arch"] == "efficientnetb1" and brain["crop"] == "brain"
     assert brain["freeze_epochs"] == 0 and brain["weights"] is None
     assert not any(k.startswith("finetune_") or k.startswith("phantom_") for k in brain)
-    brain["augment"]["gamma"] = 9  # a copy: the recipe itself is unchanged
-    assert train_settings("brain-real")["augment"]["gamma"] == 0.3
+    kidney = train_settings("kidney-real")
+    kidney["augment"]["gamma"] = 9  # a copy: the recipe itself is unchanged
+    assert train_settings("kidney-real")["augment"]["gamma"] == 0.3
+    # the brain recipe is the benchmark's measured brain baseline arm, flag for flag
+    bench = _benchmark()
+    measured_brain = config(*bench.ARMS["brain"]["baseline"][1])
+    assert config("--recipe", "brain-real") == measured_brain
     with pytest.raises(ValueError, match="unknown recipe 'x'"):
         train_settings("x")
 
