@@ -120,15 +120,12 @@ def demo_run(args: argparse.Namespace) -> Path:
 
 def cut_layer(model, unfreeze_top: int) -> str:
     """The layer whose output is cached: the CAM layer (head only), else the last layer before
-    the first of the top ``unfreeze_top`` stages (``conv4_block6_out`` for ResNet-50's stage 5)."""
+    the first trainable one of a model frozen by ``unfreeze_top(model, unfreeze_top)``
+    (``conv4_block6_out`` for ResNet-50's stage 5)."""
     if unfreeze_top == 0:
         return model.cam_layer
-    from kidney_tf.models.builders import unfreeze_top as unfreeze
-
-    unfreeze(model, unfreeze_top)
-    names = [layer.name for layer in model.layers]
     first = next(i for i, layer in enumerate(model.layers) if layer.trainable and layer.weights)
-    return names[first - 1]
+    return model.layers[first - 1].name
 
 
 def features_and_masks(
@@ -407,11 +404,14 @@ def main(argv: list[str] | None = None) -> int:
     from kidney_tf._loading import load_model
     from kidney_tf.evaluation.report import REFERENCE_INPUT_PX
     from kidney_tf.explain.statistics import PAPER_TOLERANCE_PX
+    from kidney_tf.models.builders import unfreeze_top
 
     model = load_model(model_path)
     size = int(model.input_shape[1])
     tolerance = round(PAPER_TOLERANCE_PX * size / REFERENCE_INPUT_PX, 2)  # as evaluate_model
     baseline_weights = [w.copy() for w in model.get_weights()]
+    if args.unfreeze_top:
+        unfreeze_top(model, args.unfreeze_top)  # BatchNorm frozen: cached features stay exact
     cut = cut_layer(model, args.unfreeze_top)
     print(f"{model_path}: features of the train/test splits at {cut} ...", flush=True)
     cached = out / f"features-{model_path.stem}-{cut}.npz"  # reused by a rerun (other λ, arms)
@@ -460,13 +460,15 @@ def main(argv: list[str] | None = None) -> int:
             **{k: (cam.get(k) or {}).get("mean") for k, _ in COLUMNS[1:]},
         }
         print(f"cross-check, evaluate_model: {results['baseline']['evaluate_model']}", flush=True)
+    tuned = (
+        f"the top {args.unfreeze_top} stage(s) and the head" if args.unfreeze_top else "the head"
+    )
     n_masks = int((test["lesion_mask"].reshape(len(test["labels"]), -1) > 0).any(1).sum())
     text = "\n".join(
         [
             f"Baseline {model_path}; test split {len(test['labels'])} images ({n_masks} with a "
-            f"lesion mask); λ {weight}; fine-tune of "
-            f"{'the head' if not args.unfreeze_top else f'the top {args.unfreeze_top} stage(s) and the head'}"
-            f" (features cached at {cut}), {args.epochs} epochs, Adam "
+            f"lesion mask); λ {weight}; fine-tune of {tuned} (features cached at {cut}), "
+            f"{args.epochs} epochs, Adam "
             f"{args.lr:g} cosine, batch 16; Grad-CAM++ of the predicted class upsampled to "
             f"{size} px; pointing-game tolerance {tolerance} px; 95 % bootstrap intervals over "
             "test images.",

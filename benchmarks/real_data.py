@@ -30,6 +30,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -334,12 +335,18 @@ def _thumbnail(path: str):
 
 def series_of(files: list[str], labels: list[str]) -> list[str]:
     """A series id per kidney slice (an estimate of its patient): within one class, slices in
-    slice-number order stay in a series while the number gap is <= 5 and consecutive images
-    correlate above :data:`SERIES_CORRELATION`.
+    slice-number order stay in a series while the number gap is at most the split's slice gap
+    (5) and consecutive images correlate above :data:`SERIES_CORRELATION`.
 
     Usage: ``series_of(["Cyst/Cyst- (1).jpg", ...], ["Cyst", ...]) -> ["Cyst#0", ...]``.
     """
-    from kidney_tf.data.splits import slice_number
+    return list(_series_ids(tuple(files), tuple(labels)))
+
+
+@functools.lru_cache(maxsize=8)
+def _series_ids(files: tuple[str, ...], labels: tuple[str, ...]) -> tuple[str, ...]:
+    # cached: every scored variant of every arm reports on the same test slices
+    from kidney_tf.data.splits import DEFAULT_SLICE_GAP, slice_number
 
     ids = [""] * len(files)
     for label in sorted(set(labels)):
@@ -349,13 +356,13 @@ def series_of(files: list[str], labels: list[str]) -> list[str]:
             thumb = _thumbnail(files[i])
             if (
                 previous is None
-                or number - previous[0] > 5
+                or number - previous[0] > DEFAULT_SLICE_GAP
                 or float(thumb @ previous[1]) < SERIES_CORRELATION
             ):
                 series += 1
             ids[i] = f"{label}#{series}"
             previous = (number, thumb)
-    return ids
+    return tuple(ids)
 
 
 def series_accuracy(report: Path) -> dict[str, Any]:

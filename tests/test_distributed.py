@@ -130,20 +130,26 @@ def _worker_command(data: Path, out: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def _start_workers(data: Path, out: Path, logs: Path) -> list[subprocess.Popen]:
+def _launch(command: list[str], logs: Path, stem: str, mode: str = "w") -> list[subprocess.Popen]:
+    """Two workers of one 127.0.0.1 cluster running ``command``, logging to ``logs/<stem><i>.log``
+    (``mode`` "a": a restarted worker appends to its log)."""
     from kidney_tf.training.distribute import free_ports, local_tf_config
 
     ports = free_ports(2)
     return [
         subprocess.Popen(
-            _worker_command(data, out),
-            stdout=(logs / f"worker{i}.log").open("a"),
+            command,
+            stdout=(logs / f"{stem}{i}.log").open(mode),
             stderr=subprocess.STDOUT,
             env=_env(TF_CONFIG=local_tf_config(ports, index=i)),
             start_new_session=True,
         )
         for i in range(2)
     ]
+
+
+def _start_workers(data: Path, out: Path, logs: Path) -> list[subprocess.Popen]:
+    return _launch(_worker_command(data, out), logs, "worker", mode="a")
 
 
 def _kill(workers: list[subprocess.Popen]) -> None:
@@ -249,19 +255,8 @@ def small_phantoms(tmp_path_factory) -> Path:
 
 
 def _start(data: Path, out: Path, logs: Path, steps: int = 0) -> list[subprocess.Popen]:
-    from kidney_tf.training.distribute import free_ports, local_tf_config
-
-    ports = free_ports(2)
-    return [
-        subprocess.Popen(
-            [sys.executable, "-c", SCRIPT, str(data), str(out), "multiworker", str(steps)],
-            stdout=(logs / f"w{i}.log").open("w"),
-            stderr=subprocess.STDOUT,
-            env=_env(TF_CONFIG=local_tf_config(ports, index=i)),
-            start_new_session=True,
-        )
-        for i in range(2)
-    ]
+    command = [sys.executable, "-c", SCRIPT, str(data), str(out), "multiworker", str(steps)]
+    return _launch(command, logs, "w")
 
 
 def _weights(path: Path):
@@ -374,7 +369,6 @@ def test_evaluate_under_mirrored_and_two_workers_equals_one_device(phantoms, tmp
     import numpy as np
 
     from kidney_tf.data.phantoms import PHANTOM_CLASSES
-    from kidney_tf.training.distribute import free_ports, local_tf_config
 
     model = _tiny_model_file(tmp_path / "tiny.keras", list(PHANTOM_CLASSES["kidney-ct"]))
     runs = {
@@ -387,17 +381,8 @@ def test_evaluate_under_mirrored_and_two_workers_equals_one_device(phantoms, tmp
             capture_output=True, text=True, env=_env(), timeout=TIMEOUT,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr[-3000:]
-    ports = free_ports(2)
-    workers = [
-        subprocess.Popen(
-            _evaluate_command(model, phantoms, tmp_path / "two", "--strategy", "multiworker"),
-            stdout=(tmp_path / f"ev{i}.log").open("w"),
-            stderr=subprocess.STDOUT,
-            env=_env(TF_CONFIG=local_tf_config(ports, index=i)),
-            start_new_session=True,
-        )
-        for i in range(2)
-    ]
+    command = _evaluate_command(model, phantoms, tmp_path / "two", "--strategy", "multiworker")
+    workers = _launch(command, tmp_path, "ev")
     try:
         codes = [w.wait(timeout=TIMEOUT) for w in workers]
     finally:

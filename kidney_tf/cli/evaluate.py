@@ -35,7 +35,7 @@ examples:
   kidney-tf evaluate --model runs/brain/best.keras --data Testing/ --split all --out reports/ext
 
   # the same on 2 CPU replicas (MirroredStrategy; GPUs: --strategy mirrored alone)
-  kidney-tf evaluate --model runs/brain/best.keras --data Testing/ --split all --out reports/ext \
+  kidney-tf evaluate --model runs/brain/best.keras --data Testing/ --split all --out reports/ext \\
       --strategy mirrored --cpu-replicas 2
 
   # brain MRI test folder, brain foreground, Grad-CAM++ on the first 200 images
