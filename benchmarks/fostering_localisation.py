@@ -99,6 +99,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         help="backbone stages fine-tuned with the head (0: head only; 1: ResNet-50 conv5_*)",
     )
+    p.add_argument(
+        "--cam-layer",
+        help="layer the maps are fostered and measured on (default: the model's, ResNet-50 "
+        "conv5_block3_out, 4x4 at 128 px; conv4_block6_out is 8x8 and needs --cam-method gradcam)",
+    )
+    p.add_argument(
+        "--cam-method",
+        choices=("gradcam++", "gradcam"),
+        default="gradcam++",
+        help="map fostered and measured (gradcam++: closed form on a GAP head; default)",
+    )
     p.add_argument("--seed", type=int, default=42)
     return p.parse_args(argv)
 
@@ -118,14 +129,16 @@ def demo_run(args: argparse.Namespace) -> Path:
     return run
 
 
-def cut_layer(model, unfreeze_top: int) -> str:
+def cut_layer(model, unfreeze_top: int, cam_layer: str | None = None) -> str:
     """The layer whose output is cached: the CAM layer (head only), else the last layer before
     the first trainable one of a model frozen by ``unfreeze_top(model, unfreeze_top)``
-    (``conv4_block6_out`` for ResNet-50's stage 5)."""
+    (``conv4_block6_out`` for ResNet-50's stage 5), whichever comes first."""
+    names = [layer.name for layer in model.layers]
+    cam = cam_layer or model.cam_layer
     if unfreeze_top == 0:
-        return model.cam_layer
+        return cam
     first = next(i for i, layer in enumerate(model.layers) if layer.trainable and layer.weights)
-    return model.layers[first - 1].name
+    return names[min(first - 1, names.index(cam))]
 
 
 def features_and_masks(
@@ -162,15 +175,16 @@ def features_and_masks(
     return {k: np.concatenate(v) for k, v in parts.items()}, bundle.class_weights
 
 
-def head_model(model, cut: str | None = None):
+def head_model(model, cut: str | None = None, cam_layer: str | None = None):
     """``(classifier, CAM layer name)``: a CamFosteringModel-ready classifier over the features at
     ``cut`` (default: the CAM layer, whose features become the input ``"features"``, sharing the
-    head's layers with ``model``)."""
+    head's layers with ``model``). ``cam_layer`` defaults to the model's."""
     import keras
 
     from kidney_tf.models.builders import Classifier
 
-    if cut not in (None, model.cam_layer):
+    cam = cam_layer or model.cam_layer
+    if cut not in (None, model.cam_layer) or cam != model.cam_layer:
         # The top stages and the head as a model of their own over an input "features": a copy
         # (Keras cannot rewire shared layers whose CAM-layer output is then asked for by name),
         # holding the model's current weights.
@@ -178,9 +192,12 @@ def head_model(model, cut: str | None = None):
         inputs = keras.Input(model.get_layer(cut).output.shape[1:], name="features")
         copy = keras.models.clone_model(sub, input_tensors=inputs)
         copy.set_weights(sub.get_weights())
+        for layer in copy.layers:  # clone_model rebuilds from configs: keep the frozen stages
+            if layer.name in {x.name for x in model.layers}:
+                layer.trainable = model.get_layer(layer.name).trainable
         names = list(model.class_names)
         head = Classifier(copy.inputs, copy.outputs[0], class_names=names, metadata={})
-        return head, model.cam_layer
+        return head, "features" if cam == cut else cam
     names = [layer.name for layer in model.layers]
     head = model.layers[names.index(model.cam_layer) + 1 :]
     inputs = keras.Input(model.get_layer(model.cam_layer).output.shape[1:], name="features")
@@ -204,7 +221,7 @@ def fine_tune(head, data, class_weights, settings: dict[str, float], args) -> di
     keras.utils.set_random_seed(args.seed)
     head = CamFosteringModel.from_classifier(
         head[0],
-        cam_method="gradcam++",
+        cam_method=args.cam_method,
         cam_layer=head[1],
         mask_dilation=args.mask_dilation,
         **settings,
@@ -227,27 +244,40 @@ def fine_tune(head, data, class_weights, settings: dict[str, float], args) -> di
     return {k: float(v[-1]) for k, v in history.history.items()}
 
 
-def arm_statistics(head, data, tolerance_px: float) -> dict[str, Any]:
+def arm_statistics(
+    head, data, tolerance_px: float, cam_method: str = "gradcam++", class_names=None
+) -> dict[str, Any]:
     """The evaluation's statistics from the cached features (identical maps, see the docstring).
 
     Grad-CAM++ of the predicted class in closed form (equal to tf-keras-vis' to 1e-4, tested in
-    ``tests/test_fostering.py``), upsampled to the input size as tf-keras-vis' ``zoom(order=1)``
-    does (``upsample_maps``), then ``summarize_maps`` with the body mask and the lesion masks, as
-    ``evaluate_model`` calls it. Per-image arrays (NaN where not applicable).
+    ``tests/test_fostering.py``; or Grad-CAM), upsampled to the input size as tf-keras-vis'
+    ``zoom(order=1)`` does (``upsample_maps``), then ``summarize_maps`` with the body mask and
+    the lesion masks, as ``evaluate_model`` calls it, and the report's shortcut warnings (maps
+    grouped by predicted class, cells of the native CAM grid). Per-image arrays (NaN where not
+    applicable).
     """
     import numpy as np
 
-    from kidney_tf.explain.statistics import normalized_entropy, summarize_maps, upsample_maps
+    from kidney_tf.explain.statistics import (
+        normalized_entropy,
+        shortcut_warnings,
+        summarize_maps,
+        upsample_maps,
+    )
     from kidney_tf.training import CamFosteringModel
 
-    head = CamFosteringModel.from_classifier(head[0], cam_method="gradcam++", cam_layer=head[1])
+    head = CamFosteringModel.from_classifier(head[0], cam_method=cam_method, cam_layer=head[1])
+    grid = tuple(int(d) for d in head.get_layer(head.cam_layer).output.shape[1:3])
     size = data["foreground"].shape[1:3]
     true = data["labels"].argmax(1)
     per_image: dict[str, list] = {}
+    all_maps, predicted = [], []
     for i in range(0, len(true), 64):
         features = data["features"][i : i + 64]
         pred = head.predict(features, verbose=0).argmax(1)
         maps = upsample_maps(head.class_activation_maps(features, pred), tuple(size)).numpy()
+        all_maps.append(maps.astype(np.float32))
+        predicted.append(pred)
         summary = summarize_maps(
             maps,
             masks=data["lesion_mask"][i : i + 64, ..., 0] > 0,
@@ -266,6 +296,14 @@ def arm_statistics(head, data, tolerance_px: float) -> dict[str, Any]:
         for key, value in values.items():
             per_image.setdefault(key, []).append(np.asarray(value, float))
     out = {k: np.concatenate(v) for k, v in per_image.items()}
+    warnings = shortcut_warnings(
+        np.concatenate(all_maps),
+        np.concatenate(predicted),
+        data["foreground"][..., 0] > 0,
+        grid=grid,
+        class_names=class_names,
+        grouping="predicted class",
+    )
     from kidney_tf.explain.statistics import chance_baselines
 
     chance = chance_baselines(data["lesion_mask"][..., 0] > 0, tolerance_px=tolerance_px)
@@ -280,7 +318,15 @@ def arm_statistics(head, data, tolerance_px: float) -> dict[str, Any]:
         "iou": chance["cam_iou"],
         "penalised_entropy": 1.0,
     }
-    return {"per_image": out, "chance": chance}
+    return {
+        "per_image": out,
+        "chance": chance,
+        "grid": grid,
+        "single_cell": {
+            w.class_name: round(w.fraction, 3) for w in warnings if w.kind == "same_cell"
+        },
+        "warnings": [str(w) for w in warnings],
+    }
 
 
 def evaluate(model, out: Path, split_csv: Path, data_root: str, crop: str) -> dict[str, Any]:
@@ -346,6 +392,7 @@ def goals(results: dict[str, dict[str, Any]]) -> list[str]:
             accuracy = m["accuracy"] - base["accuracy"]
             checks = {
                 "outside-body mass ≤ 0.05": m["outside_fraction"] <= 0.05,
+                "no class with > ½ of its maps in one cell": not result.get("single_cell"),
                 "accuracy within 1 point": accuracy >= -0.01,
             }
             verdicts = ", ".join(f"{k} {'PASS' if ok else 'FAIL'}" for k, ok in checks.items())
@@ -410,9 +457,14 @@ def main(argv: list[str] | None = None) -> int:
     size = int(model.input_shape[1])
     tolerance = round(PAPER_TOLERANCE_PX * size / REFERENCE_INPUT_PX, 2)  # as evaluate_model
     baseline_weights = [w.copy() for w in model.get_weights()]
-    if args.unfreeze_top:
+    if args.unfreeze_top or args.cam_layer:
         unfreeze_top(model, args.unfreeze_top)  # BatchNorm frozen: cached features stay exact
-    cut = cut_layer(model, args.unfreeze_top)
+    if args.cam_layer and args.cam_method == "gradcam++" and args.cam_layer != model.cam_layer:
+        raise SystemExit(
+            f"--cam-layer {args.cam_layer}: the Grad-CAM++ closed form needs the layer before "
+            f"the pooling ({model.cam_layer}); add --cam-method gradcam"
+        )
+    cut = cut_layer(model, args.unfreeze_top, args.cam_layer)
     print(f"{model_path}: features of the train/test splits at {cut} ...", flush=True)
     cached = out / f"features-{model_path.stem}-{cut}.npz"  # reused by a rerun (other λ, arms)
     if cached.is_file():
@@ -440,12 +492,12 @@ def main(argv: list[str] | None = None) -> int:
         arm_started = time.perf_counter()
         model.set_weights(baseline_weights)
         settings = {k: weight[k] * v for k, v in ARMS[arm].items()}
-        head = head_model(model, cut)  # shares the model's head, or copies the top stages
+        head = head_model(model, cut, args.cam_layer)  # shares the head, or copies the top
         logs = fine_tune(head, train, class_weights, settings, args) if settings else {}
         results[arm] = {
             "settings": settings,
             "train_logs": logs,
-            **arm_statistics(head, test, tolerance),
+            **arm_statistics(head, test, tolerance, args.cam_method, list(model.class_names)),
             "seconds": round(time.perf_counter() - arm_started, 1),
         }
         means = {k: _mean(v) for k, v in results[arm]["per_image"].items()}
@@ -463,19 +515,30 @@ def main(argv: list[str] | None = None) -> int:
     tuned = (
         f"the top {args.unfreeze_top} stage(s) and the head" if args.unfreeze_top else "the head"
     )
+    method = {"gradcam++": "Grad-CAM++", "gradcam": "Grad-CAM"}[args.cam_method]
+    grid = next(iter(results.values()))["grid"]
+    single = [
+        f"- {arm}: " + (", ".join(f"{k} {v:.0%}" for k, v in r["single_cell"].items()) or "none")
+        for arm, r in results.items()
+    ]
     n_masks = int((test["lesion_mask"].reshape(len(test["labels"]), -1) > 0).any(1).sum())
     text = "\n".join(
         [
             f"Baseline {model_path}; test split {len(test['labels'])} images ({n_masks} with a "
             f"lesion mask); λ {weight}; fine-tune of {tuned} (features cached at {cut}), "
             f"{args.epochs} epochs, Adam "
-            f"{args.lr:g} cosine, batch 16; Grad-CAM++ of the predicted class upsampled to "
+            f"{args.lr:g} cosine, batch 16; {method} of the predicted class on the "
+            f"{grid[0]}x{grid[1]} grid of {args.cam_layer or model.cam_layer}, upsampled to "
             f"{size} px; pointing-game tolerance {tolerance} px; 95 % bootstrap intervals over "
             "test images.",
             "",
             table(results, args.bootstrap, args.seed),
             "",
             *goals(results),
+            "",
+            "Classes with more than half of their maps peaking in one grid cell (by predicted "
+            "class):",
+            *single,
             "",
             f"wall {time.perf_counter() - started:.0f} s",
         ]
