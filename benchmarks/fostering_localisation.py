@@ -129,6 +129,24 @@ def demo_run(args: argparse.Namespace) -> Path:
     return run
 
 
+def baseline_source(args: argparse.Namespace) -> tuple[Path, Path, str, str]:
+    """``(model file, split.csv, data root, crop)`` of the baseline: ``--run``'s, else the demo's.
+
+    The crop is the one the baseline was trained with (its ``config.json``), so the cached
+    features see the images the model saw.
+    """
+    if args.run:
+        run_dir = Path(args.run)
+        data_root, model_file = args.data, "best.keras"
+    else:
+        run_dir = demo_run(args) / "baseline"
+        stage = json.loads((run_dir.parent / "stages" / "data.json").read_text())
+        data_root, model_file = stage["result"]["root"], "model.keras"
+    model_path = Path(args.baseline) if args.baseline else run_dir / model_file
+    train = json.loads((run_dir / "config.json").read_text())["train"]
+    return model_path, run_dir / "split.csv", data_root, train.get("crop") or "none"
+
+
 def cut_layer(model, unfreeze_top: int, cam_layer: str | None = None) -> str:
     """The layer whose output is cached: the CAM layer (head only), else the last layer before
     the first trainable one of a model frozen by ``unfreeze_top(model, unfreeze_top)``
@@ -433,17 +451,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("--run needs --data (the folder its split.csv paths lie in)")
         if any(a in ("entropy+lesion", "all") for a in arms):
             raise SystemExit("--run: real scans have no lesion masks; use baseline,entropy,...")
-        run = Path(args.run)
-        data_root, split_csv = args.data, run / "split.csv"
-        model_path = Path(args.baseline) if args.baseline else run / "best.keras"
-        config = json.loads((run / "config.json").read_text())["train"]
-        crop = config.get("crop") or "none"
-    else:
-        run = demo_run(args)
-        data_root = json.loads((run / "stages" / "data.json").read_text())["result"]["root"]
-        crop = json.loads((run / "reproduce.json").read_text()).get("crop") or "none"
-        split_csv = run / "baseline" / "split.csv"
-        model_path = Path(args.baseline) if args.baseline else run / "baseline" / "model.keras"
+    model_path, split_csv, data_root, crop = baseline_source(args)
 
     import keras
     import numpy as np
@@ -466,7 +474,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     cut = cut_layer(model, args.unfreeze_top, args.cam_layer)
     print(f"{model_path}: features of the train/test splits at {cut} ...", flush=True)
-    cached = out / f"features-{model_path.stem}-{cut}.npz"  # reused by a rerun (other λ, arms)
+    # reused by a rerun (other λ, arms) of the same model, layer and crop
+    cached = out / f"features-{model_path.stem}-{cut}-{crop}.npz"
     if cached.is_file():
         with np.load(cached) as stored:
             train = {k[6:]: stored[k] for k in stored.files if k.startswith("train/")}

@@ -140,6 +140,10 @@ ARMS: dict[str, dict[str, tuple[str, list[str]]]] = {
             "recipe with a cosine schedule over 11 epochs (~43 min)",
             [*BRAIN_RECIPE, "--lr-schedule", "cosine", "--epochs", "11"],
         ),
+        "recipe-mixup": (
+            "recipe with MixUp (alpha 0.2) on the training batches",
+            [*BRAIN_RECIPE, "--augment-options", "mixup=0.2"],
+        ),
     },
 }
 DEFAULT_ARMS = {"kidney": "recipe,baseline", "brain": "recipe,baseline"}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -20,6 +23,21 @@ SHARED_DATA = Path(os.environ.get("KIDNEY_TF_SHARED_DATA", REPO_ROOT.parent / "s
 REAL_SAMPLES = {"brain_mri_sample": 118, "kidney_ct_sample": 120}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@functools.cache
+def _benchmark_module(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``load_benchmark("real_data")``: a script of benchmarks/ (not installed) as a module."""
+    return _benchmark_module
 
 
 def _count_images(root: Path) -> int:

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.slow  # builds ResNet-50 (64 px)
-
 
 @pytest.fixture(scope="module")
-def bench():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "fostering_localisation.py"
-    spec = importlib.util.spec_from_file_location("fostering_localisation_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_benchmark):
+    return load_benchmark("fostering_localisation")
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +24,7 @@ def resnet():
     return CamFosteringModel.from_classifier(base)
 
 
+@pytest.mark.slow  # builds ResNet-50 (64 px)
 @pytest.mark.parametrize("unfreeze", [0, 1])
 def test_an_8x8_grid_on_cached_features_is_the_full_models_grad_cam(bench, resnet, unfreeze):
     import keras
@@ -64,6 +59,7 @@ def test_an_8x8_grid_on_cached_features_is_the_full_models_grad_cam(bench, resne
     assert any(name.startswith("conv5_") for name in trains) == bool(unfreeze)
 
 
+@pytest.mark.slow
 def test_arm_statistics_count_single_cell_classes_on_the_native_grid(bench, resnet):
     import keras
 
@@ -84,3 +80,29 @@ def test_arm_statistics_count_single_cell_classes_on_the_native_grid(bench, resn
     assert all(0.5 < share <= 1 for share in stats["single_cell"].values())
     assert len(stats["warnings"]) >= len(stats["single_cell"])
     assert stats["per_image"]["accuracy"].shape == (n,)
+
+
+def test_the_baseline_is_read_with_the_crop_it_was_trained_with(bench, tmp_path):
+    # A demo folder as `kidney-tf demo` writes it today: the crop lives in the baseline's
+    # config.json (reproduce.json nests it under "train"); reading a top-level "crop" of
+    # reproduce.json gave "none" and features of uncropped images.
+    demo = tmp_path / "demo"
+    (demo / "baseline").mkdir(parents=True)
+    (demo / "stages").mkdir()
+    (demo / "baseline" / "split.csv").write_text("path,label,split,mask_path\n")
+    (demo / "baseline" / "config.json").write_text(json.dumps({"train": {"crop": "body"}}))
+    (demo / "stages" / "data.json").write_text(json.dumps({"result": {"root": "/data"}}))
+    (demo / "reproduce.json").write_text(json.dumps({"train": {"crop": "body"}}))
+    args = SimpleNamespace(run=None, demo_run=str(demo), baseline=None, data=None)
+    model, split, root, crop = bench.baseline_source(args)
+    assert (model, split, root, crop) == (
+        demo / "baseline" / "model.keras",
+        demo / "baseline" / "split.csv",
+        "/data",
+        "body",
+    )
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"train": {"crop": None}}))
+    args = SimpleNamespace(run=str(run), demo_run=None, baseline=None, data="/pool")
+    assert bench.baseline_source(args) == (run / "best.keras", run / "split.csv", "/pool", "none")

@@ -4,9 +4,7 @@ files catches a command that does write where it should not."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,19 +24,9 @@ SUBSET = (
 )
 
 
-def _harness():
-    spec = importlib.util.spec_from_file_location(
-        "hostile_inputs", REPO / "benchmarks" / "hostile_inputs.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def harness():
-    return _harness()
+def harness(load_benchmark):
+    return load_benchmark("hostile_inputs")
 
 
 @pytest.fixture

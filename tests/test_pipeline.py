@@ -318,3 +318,38 @@ def test_in_graph_jpeg_decode_equals_read_image_and_opencv(kidney_ct_sample, bra
         np.testing.assert_array_equal(ours, reading.read_image(path), err_msg=path.name)
         bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         np.testing.assert_array_equal(ours, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), err_msg=path.name)
+
+
+@pytest.mark.parametrize("option", [{"mixup": 0.4}, {"cutmix": 1.0}])
+def test_mixup_and_cutmix_blend_train_images_and_their_labels_alike(tree, option):
+    # Flat images of level 40 + 80 k: a mixed image's mean level is its soft label's mix.
+    config = AugmentConfig(horizontal_flip=False, rotation=0, zoom=0, brightness=0, contrast=0)
+    config = AugmentConfig(**{**config.to_dict(), **option, "seed": 3})
+    bundle = build_datasets(tree, image_size=32, batch_size=16, split="stratified", augment=config)
+    x, y = (t.numpy() for t in next(iter(bundle.train)))
+    np.testing.assert_allclose(y.sum(axis=1), 1.0, atol=1e-5)
+    assert ((y > 0.01) & (y < 0.99)).any()  # soft labels: some images were mixed
+    levels = 40 + 80 * np.arange(3)
+    if "mixup" in option:
+        np.testing.assert_allclose(x.mean(axis=(1, 2, 3)), y @ levels, atol=1.0)
+    else:
+        # CutMix pastes a box of another image: two levels at most, both in the label, the
+        # larger share the label's top class (Keras' label weight is the drawn box area, which
+        # rounding to whole pixels makes only approximate at 32 px)
+        for image, label in zip(x, y):
+            found, counts = np.unique(np.rint((image[..., 0] - 40) / 80), return_counts=True)
+            assert set(found.astype(int)) <= set(np.flatnonzero(label > 0))
+            if label.max() > 0.6:  # clearly one image's: far from the rounding
+                assert found[counts.argmax()] == label.argmax()
+    for _images, labels in _batches(bundle.test):  # held-out splits are never mixed
+        np.testing.assert_array_equal(labels.sum(axis=1), 1.0)
+        assert set(np.unique(labels)) <= {0.0, 1.0}
+
+
+def test_mixing_refuses_masks_and_two_mixers(tree):
+    with pytest.raises(ValueError, match="mixup or cutmix, not both"):
+        AugmentConfig(mixup=0.2, cutmix=1.0)
+    with pytest.raises(ValueError, match="no mask of its own"):
+        build_datasets(
+            tree, image_size=32, split="stratified", augment={"mixup": 0.2}, with_foreground=True
+        )

@@ -294,18 +294,10 @@ def test_test_time_augmentation_averages_the_image_and_its_mirror():
     assert not np.allclose(_predict(model, images), expected)
 
 
-def _benchmark():
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "real_data.py"
-    spec = importlib.util.spec_from_file_location("real_data_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_real_data_benchmark_lists_its_arms_and_renders_a_table(kidney_pool, capsys):
-    bench = _benchmark()
+def test_real_data_benchmark_lists_its_arms_and_renders_a_table(
+    kidney_pool, capsys, load_benchmark
+):
+    bench = load_benchmark("real_data")
     assert bench.detect_dataset(kidney_pool) == "kidney"
     assert bench.main(["--pool", str(kidney_pool), "--out", "unused", "--list"]) == 0
     listed = capsys.readouterr().out
@@ -318,8 +310,8 @@ def test_real_data_benchmark_lists_its_arms_and_renders_a_table(kidney_pool, cap
         bench.main(["--pool", str(kidney_pool), "--out", "unused", "--arms", "nope"])
 
 
-def test_real_data_benchmark_keeps_rows_of_arms_measured_earlier(tmp_path):
-    bench = _benchmark()
+def test_real_data_benchmark_keeps_rows_of_arms_measured_earlier(tmp_path, load_benchmark):
+    bench = load_benchmark("real_data")
     old = [{"arm": a, "accuracy": 0.5} for a in ("recipe", "recipe · TTA", "baseline")]
     old.append({"arm": "x · final weights", "base_arm": "x", "accuracy": 0.1})
     (tmp_path / "results.json").write_text(json.dumps({"dataset": "kidney", "rows": old}))
@@ -330,8 +322,10 @@ def test_real_data_benchmark_keeps_rows_of_arms_measured_earlier(tmp_path):
 
 
 @pytest.mark.real_data
-def test_brain_benchmark_split_keeps_near_duplicates_on_one_side(brain_pool, tmp_path, capsys):
-    bench = _benchmark()
+def test_brain_benchmark_split_keeps_near_duplicates_on_one_side(
+    brain_pool, tmp_path, capsys, load_benchmark
+):
+    bench = load_benchmark("real_data")
     args = bench.split_arguments("brain", brain_pool, tmp_path)
     assert args == ["--split-csv", str(tmp_path / "split.csv")]
     out = capsys.readouterr().out
@@ -399,7 +393,7 @@ MEASURED_KIDNEY_FLAGS = [
 ]
 
 
-def test_recipe_flag_is_the_measured_command_and_flags_override_it():
+def test_recipe_flag_is_the_measured_command_and_flags_override_it(load_benchmark):
     from kidney_tf.cli.main import build_parser
     from kidney_tf.cli.train import config_from_args
     from kidney_tf.recipes import train_settings
@@ -423,17 +417,17 @@ def test_recipe_flag_is_the_measured_command_and_flags_override_it():
     kidney["augment"]["gamma"] = 9  # a copy: the recipe itself is unchanged
     assert train_settings("kidney-real")["augment"]["gamma"] == 0.3
     # the brain recipe is the benchmark's measured brain baseline arm, flag for flag
-    bench = _benchmark()
+    bench = load_benchmark("real_data")
     measured_brain = config(*bench.ARMS["brain"]["baseline"][1])
     assert config("--recipe", "brain-real") == measured_brain
     with pytest.raises(ValueError, match="unknown recipe 'x'"):
         train_settings("x")
 
 
-def test_real_data_benchmark_counts_test_series_and_bootstraps_over_them(tmp_path):
+def test_real_data_benchmark_counts_test_series_and_bootstraps_over_them(tmp_path, load_benchmark):
     import cv2
 
-    bench = _benchmark()
+    bench = load_benchmark("real_data")
     rng = np.random.default_rng(0)
     smooth = cv2.GaussianBlur(rng.uniform(0, 255, (64, 64)), (0, 0), 6)
     other = cv2.GaussianBlur(rng.uniform(0, 255, (64, 64)), (0, 0), 6)

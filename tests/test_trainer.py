@@ -462,14 +462,9 @@ def test_policy_restored_when_training_fails(phantoms, tmp_path):
 
 
 @pytest.mark.slow
-def test_fostering_benchmark_smoke(tmp_path, capsys):
+def test_fostering_benchmark_smoke(tmp_path, capsys, load_benchmark):
     """The benchmark runs end to end with tiny settings (never a timing assertion)."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_fostering.py"
-    spec = importlib.util.spec_from_file_location("bench_fostering", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("bench_fostering")
     out = tmp_path / "bench.json"
     argv = [
         "--arch",
@@ -549,3 +544,9 @@ def test_fostering_run_with_spatial_terms_reports_them_in_history_and_saves_them
     model = load_model(tmp_path / "spatial" / "model.keras")
     assert (model.outside_weight, model.mask_weight, model.mask_dilation) == (1.0, 1.0, 2)
     assert model.cam_method == "gradcam++"  # the default: the map the evaluation measures
+
+
+def test_mixing_is_refused_with_cam_fostering():
+    with pytest.raises(ValueError, match="no single true class"):
+        TrainConfig(out="x", data="d", augment={"cutmix": 1.0}, cam_weight=0.1).check_settings()
+    TrainConfig(out="x", data="d", augment={"cutmix": 1.0}).check_settings()  # baseline: fine

@@ -10,18 +10,22 @@ Usage::
     augmenter = build_augmenter(AugmentConfig(rotation=10, zoom=0.1, seed=0))
     images = augmenter(images, training=True)
     images, masks = augmenter(images, masks=masks, training=True)
+    mixer = build_mixer(AugmentConfig(mixup=0.2, seed=0))  # batch mixing, soft labels
+    images, labels = mixer(images, labels)
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import keras
 from keras import layers, ops
 
 _FILL_MODES = ("constant", "reflect", "wrap", "nearest")
+_NON_NEGATIVE = ("rotation", "zoom", "translation", "brightness", "contrast", "gamma")
+_NON_NEGATIVE += ("mixup", "cutmix")
 
 
 @dataclasses.dataclass
@@ -35,7 +39,10 @@ class AugmentConfig:
     disables that op. ``randaugment`` adds Keras ``RandAugment`` (``randaugment_ops`` ops at
     ``randaugment_magnitude``) to the image only; it includes geometric ops, so it cannot be used
     together with masks. ``fill_mode="constant"`` fills exposed corners with ``fill_value``
-    (black, like the scanner background) instead of mirroring anatomy.
+    (black, like the scanner background) instead of mirroring anatomy. ``mixup``/``cutmix``
+    (the Beta parameter of Keras ``MixUp``/``CutMix``; 0 = off, one of the two at most) blend
+    pairs of images of a training batch and their one-hot labels (:func:`build_mixer`); a mixed
+    image has no single class or mask, so they do not combine with the CAM terms.
 
     Usage: ``AugmentConfig(vertical_flip=True, randaugment=True, seed=1)``.
     """
@@ -55,12 +62,16 @@ class AugmentConfig:
     fill_value: float = 0.0
     interpolation: str = "bilinear"
     value_range: tuple[float, float] = (0.0, 255.0)
+    mixup: float = 0.0
+    cutmix: float = 0.0
     seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.fill_mode not in _FILL_MODES:
             raise ValueError(f"fill_mode must be one of {_FILL_MODES}, got {self.fill_mode!r}")
-        for name in ("rotation", "zoom", "translation", "brightness", "contrast", "gamma"):
+        if self.mixup and self.cutmix:
+            raise ValueError("AugmentConfig: choose mixup or cutmix, not both")
+        for name in _NON_NEGATIVE:
             if getattr(self, name) < 0:
                 raise ValueError(f"AugmentConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.zoom < 1:
@@ -83,8 +94,13 @@ class AugmentConfig:
         return cls(**dict(data))
 
     @property
+    def mixes(self) -> bool:
+        """True if batches are mixed (``mixup`` or ``cutmix``)."""
+        return bool(self.mixup or self.cutmix)
+
+    @property
     def is_identity(self) -> bool:
-        """True if no op is enabled."""
+        """True if no per-image op is enabled (batch mixing is :attr:`mixes`)."""
         return not (
             self.horizontal_flip
             or self.vertical_flip
@@ -288,3 +304,36 @@ def build_augmenter(
     Usage: ``aug = build_augmenter(); x = aug(x, training=True)``.
     """
     return ScanAugmenter(config, name=name)
+
+
+class Mixer(Protocol):
+    """``(images, one-hot labels) -> (mixed images, soft labels)`` over a training batch."""
+
+    def __call__(self, images: Any, labels: Any) -> tuple[Any, Any]: ...
+
+
+class BatchMixer:
+    """Keras ``MixUp`` or ``CutMix`` on a batch of images and one-hot labels.
+
+    Usage: ``images, labels = BatchMixer(keras.layers.MixUp(0.2, seed=0))(images, labels)``.
+    """
+
+    def __init__(self, layer: layers.Layer):
+        self.layer = layer
+
+    def __call__(self, images: Any, labels: Any) -> tuple[Any, Any]:
+        out = self.layer({"images": images, "labels": labels}, training=True)
+        return out["images"], out["labels"]
+
+
+def build_mixer(config: AugmentConfig) -> Mixer | None:
+    """The batch mixer of ``config`` (``mixup`` or ``cutmix``), or None when both are 0.
+
+    Usage: ``mixer = build_mixer(AugmentConfig(cutmix=1.0, seed=0))``.
+    """
+    seed = ScanAugmenter._seed(config, 9)
+    if config.mixup:
+        return BatchMixer(layers.MixUp(alpha=config.mixup, seed=seed, name="mixup"))
+    if config.cutmix:
+        return BatchMixer(layers.CutMix(factor=config.cutmix, seed=seed, name="cutmix"))
+    return None

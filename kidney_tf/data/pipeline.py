@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from kidney_tf.data import reading
-from kidney_tf.data.augment import AugmentConfig, build_augmenter
+from kidney_tf.data.augment import AugmentConfig, build_augmenter, build_mixer
 from kidney_tf.data.class_weights import balanced_class_weights
 from kidney_tf.data.crop_tf import crop_resize
 from kidney_tf.data.reading import BadFile, ImageRecord, ScanResult
@@ -231,7 +231,14 @@ def build_datasets(
         as_dict=bool(foreground or with_lesion_masks),
         native=all(Path(r.path).suffix.lower() in TF_NATIVE_EXTENSIONS for r in scan.records),
     )
-    augmenter = _augmenter(augment, seed)
+    config = _augment_config(augment, seed)
+    augmenter = None if config is None or config.is_identity else build_augmenter(config)
+    mixer = None if config is None else build_mixer(config)
+    if mixer is not None and (with_masks or with_lesion_masks or foreground):
+        raise ValueError(
+            "augment: mixup/cutmix blend two images and their labels, so a mixed image has no "
+            "mask of its own; with_masks/with_foreground/with_lesion_masks need one"
+        )
     datasets: dict[str, tf.data.Dataset | None] = {}
     for name in SPLITS:
         records = splits[name]
@@ -246,6 +253,7 @@ def build_datasets(
             shuffle=training,
             shuffle_buffer=shuffle_buffer,
             augmenter=augmenter if training else None,
+            mixer=mixer if training else None,
             cache=_cache_target(cache, name, records, loader),
             seed=seed,
             deterministic=deterministic,
@@ -513,7 +521,7 @@ def _read_mask_np(path: bytes) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def _augmenter(augment: Any, seed: int) -> Any:
+def _augment_config(augment: Any, seed: int) -> AugmentConfig | None:
     if augment is False or augment is None:
         return None
     if augment is True:
@@ -528,7 +536,7 @@ def _augmenter(augment: Any, seed: int) -> Any:
         )
     if config.seed is None:
         config = dataclasses.replace(config, seed=seed)
-    return None if config.is_identity else build_augmenter(config)
+    return config
 
 
 def _cache_target(
@@ -561,6 +569,7 @@ def _make_dataset(
     seed: int,
     deterministic: bool | None,
     preprocess: Callable[[tf.Tensor], tf.Tensor] | None,
+    mixer: Any = None,
 ) -> tf.data.Dataset:
     autotune = tf.data.AUTOTUNE
     ds = tf.data.Dataset.from_tensor_slices(loader.slices(records))
@@ -583,6 +592,8 @@ def _make_dataset(
                 images, stacked = augmenter(images, masks=stacked, training=True)
             else:
                 images = augmenter(images, training=True)
+        if mixer is not None:
+            images, labels = mixer(images, labels)
         if preprocess is not None:
             images = preprocess(images)
         if not as_dict:
@@ -596,7 +607,8 @@ def _make_dataset(
 
     # Keras random layers draw from one seed-generator state: parallel calls would race for it
     # and the same seed would not give the same batches. Sequential unless told otherwise.
-    parallel = autotune if (augmenter is None or deterministic is False) else None
+    random = augmenter is not None or mixer is not None
+    parallel = autotune if (not random or deterministic is False) else None
     ds = ds.map(finish, num_parallel_calls=parallel, deterministic=deterministic)
     options = tf.data.Options()
     if deterministic is not None:

@@ -254,7 +254,12 @@ class TrainConfig:
         if isinstance(self.augment, dict):
             from kidney_tf.data.augment import AugmentConfig
 
-            AugmentConfig.from_dict(self.augment)
+            if AugmentConfig.from_dict(self.augment).mixes and self.fostering:
+                raise ValueError(
+                    "augment: mixup/cutmix blend two images and their labels, so a mixed image "
+                    "has no single true class or mask for CAM fostering; mix while training "
+                    "the baseline and foster without it"
+                )
         parse_crop(self.crop)  # None, "none" (explicit: no crop, even for an init model) or a mode
         if self.unfreeze_top is not None and self.unfreeze_top < 0:
             raise ValueError(f"unfreeze_top must be >= 0 or None, got {self.unfreeze_top}")
