@@ -343,6 +343,7 @@ def arm_statistics(
         "single_cell": {
             w.class_name: round(w.fraction, 3) for w in warnings if w.kind == "same_cell"
         },
+        "empty": {w.class_name: round(w.fraction, 3) for w in warnings if w.kind == "empty"},
         "warnings": [str(w) for w in warnings],
     }
 
@@ -526,10 +527,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     method = {"gradcam++": "Grad-CAM++", "gradcam": "Grad-CAM"}[args.cam_method]
     grid = next(iter(results.values()))["grid"]
-    single = [
-        f"- {arm}: " + (", ".join(f"{k} {v:.0%}" for k, v in r["single_cell"].items()) or "none")
-        for arm, r in results.items()
-    ]
+    single = []
+    for arm, r in results.items():
+        cells = ", ".join(f"{k} {v:.0%}" for k, v in r["single_cell"].items()) or "none"
+        empty = ", ".join(f"{k} {v:.0%}" for k, v in r.get("empty", {}).items())
+        single.append(f"- {arm}: {cells}" + (f" (maps empty: {empty})" if empty else ""))
     n_masks = int((test["lesion_mask"].reshape(len(test["labels"]), -1) > 0).any(1).sum())
     text = "\n".join(
         [

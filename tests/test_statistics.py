@@ -192,6 +192,21 @@ def test_shortcut_warning_for_maps_peaking_in_a_corner():
     assert len(st.shortcut_warnings(maps, one_hot_labels)) == 1  # no foreground: cell only
 
 
+def test_empty_maps_have_no_peak_and_get_their_own_warning():
+    # Fostered Grad-CAM maps can reach zero everywhere: their argmax is cell (0, 0), which is no
+    # peak; counting them as "peaking in one cell" (and off the body) misread a dead map.
+    rng = np.random.default_rng(1)
+    spread = [gaussian(3, centre=tuple(rng.integers(12, 52, 2))) for _ in range(5)]
+    maps = np.stack([np.zeros((SIZE, SIZE))] * 4 + [gaussian(3)] + spread)
+    fg = np.zeros((SIZE, SIZE), bool)
+    fg[8:56, 8:56] = True
+    warnings = st.shortcut_warnings(maps, [0] * 5 + [1] * 5, fg, class_names=["Normal", "Cyst"])
+    assert [(w.class_name, w.kind, w.count, w.total) for w in warnings] == [
+        ("Normal", "empty", 4, 5)
+    ]
+    assert "4/5 maps are empty" in str(warnings[0])
+
+
 def test_summarize_maps_is_json_ready():
     maps = np.stack([gaussian(3), gaussian(8)])
     masks = np.stack([lesion(), np.zeros((SIZE, SIZE), bool)])

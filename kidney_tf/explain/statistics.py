@@ -358,7 +358,8 @@ def peak_cells(maps, grid: tuple[int, int] = (7, 7)) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ShortcutWarning:
-    """One suspicious pattern: ``kind`` is ``"same_cell"`` or ``"outside_foreground"``."""
+    """One suspicious pattern: ``kind`` is ``"same_cell"``, ``"outside_foreground"`` or
+    ``"empty"`` (maps with no positive mass: no peak, no evidence for the class)."""
 
     class_name: str
     kind: str
@@ -395,9 +396,12 @@ def shortcut_warnings(
     min_count: int = 3,
     grouping: str = "class",
 ) -> list[ShortcutWarning]:
-    """Warn when more than ``threshold`` of a class's maps peak in one grid cell or off the body.
+    """Warn when more than ``threshold`` of a class's maps peak in one grid cell or off the body,
+    or are empty.
 
-    ``labels`` are class indices (true or predicted) or one-hot rows; classes with fewer than
+    An empty map (no positive mass) has no peak: it counts for neither of the first two, and
+    a class whose maps are mostly empty gets an ``"empty"`` warning instead (fostering a
+    Grad-CAM map can drive it to zero, where the penalty's gradient vanishes). ``labels`` are class indices (true or predicted) or one-hot rows; classes with fewer than
     ``min_count`` maps are not judged. ``grouping`` names how the maps were grouped in the
     message (e.g. ``"predicted class"``: the report groups maps by the class they explain).
     ``str(warning)`` is a one-line explanation.
@@ -405,11 +409,12 @@ def shortcut_warnings(
     values = _maps_np(maps)
     labels = _label_indices(labels, len(values))
     cells = peak_cells(values, grid)
+    empty = np.maximum(values, 0).reshape(len(values), -1).sum(axis=1) <= EPSILON  # as has_mass
     outside_peak = None
     if foreground is not None:
         fg = _match(foreground, values.shape, "foreground")
         rows, cols = _argmax_yx(values)
-        outside_peak = ~fg[np.arange(len(values)), rows, cols]
+        outside_peak = ~fg[np.arange(len(values)), rows, cols] & ~empty
     warnings: list[ShortcutWarning] = []
     for label in np.unique(labels):
         members = labels == label
@@ -417,7 +422,22 @@ def shortcut_warnings(
         if total < min_count:
             continue
         name = class_names[label] if class_names is not None else str(label)
-        cell, count = Counter(map(tuple, cells[members].tolist())).most_common(1)[0]
+        blank = int((members & empty).sum())
+        if blank / total > threshold:
+            warnings.append(
+                ShortcutWarning(
+                    name,
+                    "empty",
+                    blank,
+                    total,
+                    None,
+                    f"{grouping} {name}: {blank}/{total} maps are empty (no positive evidence "
+                    "for the class anywhere); a fostered Grad-CAM map that reached zero "
+                    "cannot recover (its penalty has no gradient there)",
+                )
+            )
+        peaked = cells[members & ~empty].tolist()
+        cell, count = Counter(map(tuple, peaked)).most_common(1)[0] if peaked else ((0, 0), 0)
         if count / total > threshold:
             warnings.append(
                 ShortcutWarning(
