@@ -45,7 +45,9 @@ step functions, so a new value takes effect at the next ``fit``/``evaluate`` cal
 
 Reported metrics: ``loss`` (total), ``ce_loss`` (compiled loss incl. regularisers),
 ``cam_entropy`` (mean normalised entropy of the true-class CAM; in training only when a CAM term is
-on, always in ``evaluate``), ``cam_outside`` (mass outside the foreground) and ``cam_off_lesion``
+on, always in ``evaluate``), ``cam_empty`` (with it: the fraction of those maps with no positive
+mass — an empty map reads as uniform, entropy 1, and gives the penalty no gradient, so a fostered
+Grad-CAM map that reached zero stays there), ``cam_outside`` (mass outside the foreground) and ``cam_off_lesion``
 (mass off the dilated lesion, images with a mask) whenever the data carries those masks, and the
 compiled metrics. The CAM terms are unweighted batch means; ``class_weight``/sample weights weight
 the compiled loss only.
@@ -66,7 +68,7 @@ import keras
 import tensorflow as tf
 
 from kidney_tf.explain.maps import head_cams
-from kidney_tf.explain.statistics import mass_outside, normalized_entropy
+from kidney_tf.explain.statistics import mass_outside, normalized_entropy, to_distribution
 from kidney_tf.models.builders import Classifier, last_conv_layer_name, logits_layer
 from kidney_tf.recipes import (
     CLOSED_FORM_METHODS,
@@ -176,6 +178,7 @@ class CamFosteringModel(Classifier):
         self.mask_weight = mask_weight
         self.ce_loss_tracker = keras.metrics.Mean(name="ce_loss")
         self.cam_entropy_tracker = keras.metrics.Mean(name="cam_entropy")
+        self.cam_empty_tracker = keras.metrics.Mean(name="cam_empty")
         self.cam_outside_tracker = keras.metrics.Mean(name="cam_outside")
         self.cam_off_lesion_tracker = keras.metrics.Mean(name="cam_off_lesion")
         self._views = _CamViews(self, layer, cam_method)
@@ -397,7 +400,9 @@ class CamFosteringModel(Classifier):
         if with_cams:
             entropy = normalized_entropy(cams)
             outside, off, valid = self._spatial_terms(cams, foreground, lesion)
-            terms = {"entropy": entropy, "outside": outside, "off_lesion": off, "valid": valid}
+            empty = 1.0 - tf.cast(to_distribution(cams)[1], tf.float32)
+            terms = {"entropy": entropy, "empty": empty, "outside": outside, "off_lesion": off}
+            terms["valid"] = valid
             penalty = 0.0
             if self._cam_weight > 0:
                 penalty += self._cam_weight * _batch_mean(entropy)
@@ -421,6 +426,7 @@ class CamFosteringModel(Classifier):
         self.ce_loss_tracker.update_state(ce_loss * _replicas(), sample_weight=batch)
         if terms.get("entropy") is not None:
             self.cam_entropy_tracker.update_state(terms["entropy"])
+            self.cam_empty_tracker.update_state(terms["empty"])
         if terms.get("outside") is not None:
             self.cam_outside_tracker.update_state(terms["outside"])
         if terms.get("off_lesion") is not None:
@@ -432,6 +438,7 @@ class CamFosteringModel(Classifier):
         logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
         for key, tracker in (
             ("entropy", self.cam_entropy_tracker),
+            ("empty", self.cam_empty_tracker),
             ("outside", self.cam_outside_tracker),
             ("off_lesion", self.cam_off_lesion_tracker),
         ):
