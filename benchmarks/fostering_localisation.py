@@ -37,6 +37,8 @@ Usage::
         --data ../shared/data/kidney_ct_pool --arms baseline,entropy,entropy+anatomy  # real CT
     python benchmarks/fostering_localisation.py --out runs/loc-ct5 --run RUN --data POOL \
         --unfreeze-top 1 --arms baseline,head,entropy,entropy+anatomy  # stage 5 + head
+    python benchmarks/fostering_localisation.py --out runs/loc8 --demo-run runs/demo \
+        --unfreeze-top 1 --cam-layer conv4_block6_out --cam-method gradcam  # an 8x8 grid
 """
 
 from __future__ import annotations
