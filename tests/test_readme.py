@@ -130,7 +130,7 @@ def test_readme_python_blocks_run_as_printed(tmp_path, kidney_ct_sample):
 
     story = _result(out.stdout, "USER_STORY")
     metrics = ast.literal_eval(next(x for x in out.stdout.splitlines() if x.startswith("{'")))
-    assert set(metrics) == {"loss", "ce_loss", "cam_entropy", "accuracy"}
+    assert set(metrics) == {"loss", "ce_loss", "cam_entropy", "cam_empty", "accuracy"}
     # the model loaded from kidney.keras predicts what the trained model was evaluated at
     assert story["loaded_accuracy"] == pytest.approx(metrics["accuracy"], abs=1e-6)
     assert story["input_shape"] == [96, 96, 3]  # the bundle's size, not ResNet-50's 224

@@ -32,7 +32,7 @@ def test_train_evaluate_save_load_predict(tmp_path):
 
     for key in ("loss", "ce_loss", "cam_entropy", "accuracy", "val_loss", "val_cam_entropy"):
         assert np.isfinite(history.history[key][0]), key
-    assert set(metrics) == {"loss", "ce_loss", "cam_entropy", "accuracy"}
+    assert set(metrics) == {"loss", "ce_loss", "cam_entropy", "cam_empty", "accuracy"}
     assert all(np.isfinite(v) for v in metrics.values())
     assert loaded.class_names == list(ktf.data.phantoms.PHANTOM_CLASSES["kidney-ct"])
     assert loaded.metadata["arch"] == "resnet50" and loaded.metadata["image_size"] == 64
