@@ -212,9 +212,9 @@ def head_model(model, cut: str | None = None, cam_layer: str | None = None):
         inputs = keras.Input(model.get_layer(cut).output.shape[1:], name="features")
         copy = keras.models.clone_model(sub, input_tensors=inputs)
         copy.set_weights(sub.get_weights())
+        trainable = {layer.name: layer.trainable for layer in model.layers}
         for layer in copy.layers:  # clone_model rebuilds from configs: keep the frozen stages
-            if layer.name in {x.name for x in model.layers}:
-                layer.trainable = model.get_layer(layer.name).trainable
+            layer.trainable = trainable.get(layer.name, layer.trainable)
         names = list(model.class_names)
         head = Classifier(copy.inputs, copy.outputs[0], class_names=names, metadata={})
         return head, "features" if cam == cut else cam
@@ -532,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     single = []
     for arm, r in results.items():
         cells = ", ".join(f"{k} {v:.0%}" for k, v in r["single_cell"].items()) or "none"
-        empty = ", ".join(f"{k} {v:.0%}" for k, v in r.get("empty", {}).items())
+        empty = ", ".join(f"{k} {v:.0%}" for k, v in r["empty"].items())
         single.append(f"- {arm}: {cells}" + (f" (maps empty: {empty})" if empty else ""))
     n_masks = int((test["lesion_mask"].reshape(len(test["labels"]), -1) > 0).any(1).sum())
     text = "\n".join(

@@ -24,8 +24,16 @@ import keras
 from keras import layers, ops
 
 _FILL_MODES = ("constant", "reflect", "wrap", "nearest")
-_NON_NEGATIVE = ("rotation", "zoom", "translation", "brightness", "contrast", "gamma")
-_NON_NEGATIVE += ("mixup", "cutmix")
+_NON_NEGATIVE = (
+    "rotation",
+    "zoom",
+    "translation",
+    "brightness",
+    "contrast",
+    "gamma",
+    "mixup",
+    "cutmix",
+)
 
 
 @dataclasses.dataclass

@@ -607,8 +607,8 @@ def _make_dataset(
 
     # Keras random layers draw from one seed-generator state: parallel calls would race for it
     # and the same seed would not give the same batches. Sequential unless told otherwise.
-    random = augmenter is not None or mixer is not None
-    parallel = autotune if (not random or deterministic is False) else None
+    randomised = augmenter is not None or mixer is not None
+    parallel = autotune if (not randomised or deterministic is False) else None
     ds = ds.map(finish, num_parallel_calls=parallel, deterministic=deterministic)
     options = tf.data.Options()
     if deterministic is not None:

@@ -107,7 +107,15 @@ def normalized_entropy(maps) -> tf.Tensor:
 
     Uniform map -> 1, one-hot map -> 0, all-zero map -> 1 (no evidence). Differentiable.
     """
-    p, _ = to_distribution(maps)
+    return entropy_and_mass(maps)[0]
+
+
+def entropy_and_mass(maps) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(normalized_entropy(maps), has_mass)`` from one :func:`to_distribution` pass.
+
+    Usage: ``entropy, has_mass = entropy_and_mass(cams)``.
+    """
+    p, has_mass = to_distribution(maps)
     n = tf.cast(tf.shape(p)[1] * tf.shape(p)[2], tf.float32)
     # p * log(p) -> 0 as p -> 0; the double where keeps the gradient finite at p == 0.
     positive = p > 0
@@ -115,7 +123,7 @@ def normalized_entropy(maps) -> tf.Tensor:
     plogp = tf.where(positive, p * tf.math.log(safe_p), tf.zeros_like(p))
     entropy = -tf.reduce_sum(plogp, axis=[1, 2])
     denom = tf.math.log(tf.maximum(n, 2.0))
-    return tf.clip_by_value(entropy / denom, 0.0, 1.0)
+    return tf.clip_by_value(entropy / denom, 0.0, 1.0), has_mass
 
 
 def _pixel_centres(size: tf.Tensor) -> tf.Tensor:
@@ -401,7 +409,9 @@ def shortcut_warnings(
 
     An empty map (no positive mass) has no peak: it counts for neither of the first two, and
     a class whose maps are mostly empty gets an ``"empty"`` warning instead (fostering a
-    Grad-CAM map can drive it to zero, where the penalty's gradient vanishes). ``labels`` are class indices (true or predicted) or one-hot rows; classes with fewer than
+    Grad-CAM map can drive it to zero, where the penalty's gradient vanishes).
+
+    ``labels`` are class indices (true or predicted) or one-hot rows; classes with fewer than
     ``min_count`` maps are not judged. ``grouping`` names how the maps were grouped in the
     message (e.g. ``"predicted class"``: the report groups maps by the class they explain).
     ``str(warning)`` is a one-line explanation.

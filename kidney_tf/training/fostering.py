@@ -47,8 +47,8 @@ Reported metrics: ``loss`` (total), ``ce_loss`` (compiled loss incl. regulariser
 ``cam_entropy`` (mean normalised entropy of the true-class CAM; in training only when a CAM term is
 on, always in ``evaluate``), ``cam_empty`` (with it: the fraction of those maps with no positive
 mass — an empty map reads as uniform, entropy 1, and gives the penalty no gradient, so a fostered
-Grad-CAM map that reached zero stays there), ``cam_outside`` (mass outside the foreground) and ``cam_off_lesion``
-(mass off the dilated lesion, images with a mask) whenever the data carries those masks, and the
+Grad-CAM map that reached zero stays there), ``cam_outside`` (mass outside the foreground) and
+``cam_off_lesion`` (mass off the dilated lesion, images with a mask) whenever the data carries those masks, and the
 compiled metrics. The CAM terms are unweighted batch means; ``class_weight``/sample weights weight
 the compiled loss only.
 
@@ -68,7 +68,7 @@ import keras
 import tensorflow as tf
 
 from kidney_tf.explain.maps import head_cams
-from kidney_tf.explain.statistics import mass_outside, normalized_entropy, to_distribution
+from kidney_tf.explain.statistics import entropy_and_mass, mass_outside
 from kidney_tf.models.builders import Classifier, last_conv_layer_name, logits_layer
 from kidney_tf.recipes import (
     CLOSED_FORM_METHODS,
@@ -398,11 +398,15 @@ class CamFosteringModel(Classifier):
         )
         loss = ce_loss
         if with_cams:
-            entropy = normalized_entropy(cams)
+            entropy, has_mass = entropy_and_mass(cams)
             outside, off, valid = self._spatial_terms(cams, foreground, lesion)
-            empty = 1.0 - tf.cast(to_distribution(cams)[1], tf.float32)
-            terms = {"entropy": entropy, "empty": empty, "outside": outside, "off_lesion": off}
-            terms["valid"] = valid
+            terms = {
+                "entropy": entropy,
+                "empty": 1.0 - tf.cast(has_mass, tf.float32),
+                "outside": outside,
+                "off_lesion": off,
+                "valid": valid,
+            }
             penalty = 0.0
             if self._cam_weight > 0:
                 penalty += self._cam_weight * _batch_mean(entropy)
