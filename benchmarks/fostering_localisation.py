@@ -38,7 +38,8 @@ Usage::
     python benchmarks/fostering_localisation.py --out runs/loc-ct5 --run RUN --data POOL \
         --unfreeze-top 1 --arms baseline,head,entropy,entropy+anatomy  # stage 5 + head
     python benchmarks/fostering_localisation.py --out runs/loc8 --demo-run runs/demo \
-        --unfreeze-top 1 --cam-layer conv4_block6_out --cam-method gradcam  # an 8x8 grid
+        --unfreeze-top 1 --cam-layer conv4_block6_out --cam-method gradcam \
+        --alive-weight 1  # an 8x8 grid, its Grad-CAM maps kept from going empty
 """
 
 from __future__ import annotations
@@ -86,6 +87,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--outside-weight", type=float, help="λ_out (default: --weight)")
     p.add_argument("--mask-weight", type=float, help="λ_mask (default: --weight)")
     p.add_argument("--mask-dilation", type=int, default=4, help="px (default 4)")
+    p.add_argument(
+        "--alive-weight",
+        type=float,
+        default=0.0,
+        help="λ_alive added to every penalised arm: keeps Grad-CAM maps from going empty (0)",
+    )
     p.add_argument("--epochs", type=int, default=3, help="fine-tune epochs (demo: 3)")
     p.add_argument("--lr", type=float, default=3e-3, help="fine-tune Adam rate, cosine (3e-3)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (1000)")
@@ -504,6 +511,8 @@ def main(argv: list[str] | None = None) -> int:
         arm_started = time.perf_counter()
         model.set_weights(baseline_weights)
         settings = {k: weight[k] * v for k, v in ARMS[arm].items()}
+        if args.alive_weight and any(settings.values()):
+            settings["alive_weight"] = args.alive_weight
         head = head_model(model, cut, args.cam_layer)  # shares the head, or copies the top
         logs = fine_tune(head, train, class_weights, settings, args) if settings else {}
         results[arm] = {
@@ -538,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(
         [
             f"Baseline {model_path}; test split {len(test['labels'])} images ({n_masks} with a "
-            f"lesion mask); λ {weight}; fine-tune of {tuned} (features cached at {cut}), "
+            f"lesion mask); λ {weight}, λ_alive {args.alive_weight:g}; fine-tune of {tuned} (features cached at {cut}), "
             f"{args.epochs} epochs, Adam "
             f"{args.lr:g} cosine, batch 16; {method} of the predicted class on the "
             f"{grid[0]}x{grid[1]} grid of {args.cam_layer or model.cam_layer}, upsampled to "

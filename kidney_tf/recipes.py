@@ -90,6 +90,8 @@ GRADIENT_CAM_METHODS: tuple[str, ...] = ("gradcam", "gradcam++", "layercam")
 #: (its tf-keras-vis form for a GAP head) are closed forms; ``gradcam`` works for any head.
 FOSTERING_CAM_METHODS: tuple[str, ...] = ("exact", "gradcam++", "gradcam")
 CLOSED_FORM_METHODS: tuple[str, ...] = ("exact", "gradcam++")
+#: CAM fostering's term weights (λ, λ_out, λ_mask, λ_alive): all 0 is plain training.
+FOSTERING_WEIGHTS: tuple[str, ...] = ("cam_weight", "outside_weight", "mask_weight", "alive_weight")
 #: Keys of the dict ``x`` that carries masks next to the image for CAM fostering's spatial terms
 #: (``build_datasets(with_foreground=..., with_lesion_masks=...)``); the model's input is the image.
 IMAGE_KEY, FOREGROUND_KEY, LESION_KEY = "image", "foreground", "lesion_mask"
@@ -373,6 +375,7 @@ __all__ = [
     "FOREGROUND_KEY",
     "FOREGROUNDS",
     "FOSTERING_CAM_METHODS",
+    "FOSTERING_WEIGHTS",
     "GRADIENT_CAM_METHODS",
     "IMAGE_KEY",
     "KIDNEY",

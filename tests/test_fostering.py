@@ -532,3 +532,40 @@ def test_cam_empty_reports_maps_with_no_positive_mass():
     assert logs["cam_empty"] == 1.0 and logs["cam_entropy"] == pytest.approx(1.0)
     history = model.fit(x, y, epochs=1, batch_size=4, verbose=0).history
     assert history["cam_empty"][0] == 1.0  # stuck: the penalty cannot bring the maps back
+
+
+def test_alive_term_brings_empty_maps_back_and_is_zero_while_they_live(tmp_path):
+    # Dead exact maps (negative kernel, ReLU features) and the CE switched off (sample weight 0):
+    # the entropy term alone leaves them dead; with the alive hinge the penalty revives them.
+    x, y = toy_data()
+    empty = {}
+    for alive in (0.0, 1.0):
+        model = CamFosteringModel.from_classifier(
+            tiny_classifier(), cam_weight=1.0, cam_method="exact", alive_weight=alive
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(0.05), loss=WeightedCrossEntropy([1.0, 1.0, 1.0])
+        )
+        kernel, bias = model.get_layer("logits").get_weights()
+        model.get_layer("logits").set_weights([-np.abs(kernel) - 0.1, bias])
+        history = model.fit(
+            x, y, sample_weight=np.zeros(len(x)), epochs=8, batch_size=4, verbose=0
+        ).history
+        empty[alive] = history["cam_empty"]
+    assert empty[0.0] == [1.0] * 8
+    assert empty[1.0][0] == 1.0 and empty[1.0][-1] <= 0.5
+    from kidney_tf.training.fostering import _peak_shortfall
+
+    living = tf.constant([[[2.0, -1.0], [0.5, -0.2]]])
+    dead = tf.constant([[[-0.1, -1.0], [-0.5, -0.2]]])
+    assert float(_peak_shortfall(living)[0]) == 0.0  # peak >= half the largest magnitude
+    assert float(_peak_shortfall(dead)[0]) == pytest.approx(0.5 + 0.1)
+    with tf.GradientTape() as tape:
+        tape.watch(dead)
+        shortfall = _peak_shortfall(dead)
+    gradient = tape.gradient(shortfall, dead).numpy()
+    assert gradient[0, 0, 0] < 0 and np.count_nonzero(gradient) == 1  # raises the peak only
+    model.save(tmp_path / "m.keras")
+    assert keras.saving.load_model(tmp_path / "m.keras").alive_weight == 1.0
+    with pytest.raises(ValueError, match="alive_weight"):
+        model.alive_weight = -1.0

@@ -29,7 +29,8 @@ Outputs: OUT/summary.md|json, OUT/reports/*/report.html, OUT/reports/comparison,
 
 
 def add_fostering_arguments(group) -> None:
-    """``--outside-weight``, ``--mask-weight``, ``--cam-layer`` (train, reproduce, demo)."""
+    """``--outside-weight``, ``--mask-weight``, ``--alive-weight``, ``--cam-layer`` (train,
+    reproduce, demo)."""
     group.add_argument(
         "--outside-weight",
         type=float,
@@ -41,6 +42,12 @@ def add_fostering_arguments(group) -> None:
         type=float,
         help="λ_mask: weight of the CAM mass off the (dilated) lesion mask, images with a mask "
         "only (default 0: off)",
+    )
+    group.add_argument(
+        "--alive-weight",
+        type=float,
+        help="λ_alive: keeps each fostered map's positive peak at >= half its largest magnitude, "
+        "so a Grad-CAM map cannot go empty (default 0: off; the Grad-CAM++ map never needs it)",
     )
     group.add_argument(
         "--cam-layer",

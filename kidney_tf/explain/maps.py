@@ -34,12 +34,25 @@ def head_cams(features: tf.Tensor, weights: tf.Tensor, method: str) -> tf.Tensor
     ``weights`` ``[B, K]``: the explained class's logit weights (``exact``, ``gradcam++``) or the
     spatially averaged gradients of its logit (``gradcam``).
     """
+    return activate_cams(signed_cams(features, weights, method), method)
+
+
+def signed_cams(features: tf.Tensor, weights: tf.Tensor, method: str) -> tf.Tensor:
+    """The maps of :func:`head_cams` before their final step (ReLU, or the shift to 0 of
+    ``gradcam++``): ``[B, h, w]`` float32, negative where the evidence is against the class."""
     features = tf.cast(features, tf.float32)
     weights = tf.cast(weights, tf.float32)
     if method == "gradcam++":
-        cams = tf.einsum("bhwk,bk->bhw", features, tf.nn.relu(weights))
-        return cams - tf.reduce_min(cams, axis=[1, 2], keepdims=True)
-    return tf.nn.relu(tf.einsum("bhwk,bk->bhw", features, weights))
+        weights = tf.nn.relu(weights)
+    return tf.einsum("bhwk,bk->bhw", features, weights)
+
+
+def activate_cams(signed: tf.Tensor, method: str) -> tf.Tensor:
+    """:func:`signed_cams` -> :func:`head_cams`: ``gradcam++`` shifts each map to a minimum of
+    0, ``exact`` and ``gradcam`` keep the positive part."""
+    if method == "gradcam++":
+        return signed - tf.reduce_min(signed, axis=[1, 2], keepdims=True)
+    return tf.nn.relu(signed)
 
 
 def gradcam_plus_plus(features: tf.Tensor, gradients: tf.Tensor) -> tf.Tensor:
@@ -77,4 +90,11 @@ def normalize_cams(cams: tf.Tensor) -> tf.Tensor:
     return (cams - low) / (high - low + NORMALIZE_EPSILON)
 
 
-__all__ = ["expand_cams", "gradcam_plus_plus", "head_cams", "normalize_cams"]
+__all__ = [
+    "activate_cams",
+    "expand_cams",
+    "gradcam_plus_plus",
+    "head_cams",
+    "normalize_cams",
+    "signed_cams",
+]

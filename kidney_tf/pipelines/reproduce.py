@@ -32,6 +32,7 @@ from kidney_tf.pipelines.summary import PAPER_RESULTS, build_summary, summary_ta
 from kidney_tf.recipes import (
     BRAIN,
     FINETUNE_PREFIX,
+    FOSTERING_WEIGHTS,
     KIDNEY,
     PIPELINES,
     REPRODUCE_SETTINGS,
@@ -431,9 +432,7 @@ def reproduce(
             dataclasses.replace(
                 stage,
                 out=str(out / "baseline"),
-                cam_weight=0.0,
-                outside_weight=0.0,
-                mask_weight=0.0,
+                **dict.fromkeys(FOSTERING_WEIGHTS, 0.0),
             )
         ),
     )

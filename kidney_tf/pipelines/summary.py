@@ -340,6 +340,7 @@ def build_summary(
                     "cam_layer",
                     "outside_weight",
                     "mask_weight",
+                    "alive_weight",
                     "crop",
                     "split",
                     "seed",

@@ -30,16 +30,24 @@ sharp map wherever it is; these say *where* the mass belongs, on the same map:
   nothing.
 
 Both are :func:`kidney_tf.explain.statistics.mass_outside` of the map upsampled to the input size,
-i.e. the ``outside_fraction`` / ``1 − energy_in_mask`` the evaluation reports. They need the masks
+i.e. the ``outside_fraction`` / ``1 − energy_in_mask`` the evaluation reports.
+
+- ``alive_weight`` (λ_alive): a hinge ``relu(0.5 − max(z) / max|z|)`` on the map ``z`` before its
+  ReLU (:func:`kidney_tf.explain.maps.signed_cams`), which keeps each map's positive peak at
+  least half its largest magnitude. A Grad-CAM or exact map whose values all fall below zero
+  is empty: it reads as uniform, and no term above has a gradient there, so it stays empty
+  (seen when a stage-4 Grad-CAM grid was fostered). Zero whenever the maps are alive; the
+  Grad-CAM++ closed form (shifted to a minimum of 0) cannot die and never needs it. They need the masks
 next to the image: the dataset yields ``x`` as a dict ``{"image", "foreground", "lesion_mask"}``
 (``build_datasets(..., with_foreground=True, with_lesion_masks=True)``); the model itself stays a
 flat one-input classifier (tf-keras-vis, export), and ``train_step``/``test_step``/
 ``predict_step`` take the image from the dict. Plain ``(image, label)`` data still works for every
 term that needs no mask.
 
-loss = CE + λ · entropy + λ_out · outside-foreground mass + λ_mask · mass off the lesion.
+loss = CE + λ · entropy + λ_out · outside-foreground mass + λ_mask · mass off the lesion
+       + λ_alive · peak shortfall.
 
-λ (``cam_weight``), λ_out and λ_mask are plain Python floats stored in the config: with all three 0
+λ (``cam_weight``), λ_out, λ_mask and λ_alive are plain Python floats stored in the config: with all 0
 the train step is the standard Keras one (no CAM ops in the graph). Assigning them drops the traced
 step functions, so a new value takes effect at the next ``fit``/``evaluate`` call.
 
@@ -47,7 +55,7 @@ Reported metrics: ``loss`` (total), ``ce_loss`` (compiled loss incl. regulariser
 ``cam_entropy`` (mean normalised entropy of the true-class CAM; in training only when a CAM term is
 on, always in ``evaluate``), ``cam_empty`` (with it: the fraction of those maps with no positive
 mass — an empty map reads as uniform, entropy 1, and gives the penalty no gradient, so a fostered
-Grad-CAM map that reached zero stays there), ``cam_outside`` (mass outside the foreground) and
+Grad-CAM map that reached zero stays there unless λ_alive > 0), ``cam_outside`` (mass outside the foreground) and
 ``cam_off_lesion`` (mass off the dilated lesion, images with a mask) whenever the data carries those masks, and the
 compiled metrics. The CAM terms are unweighted batch means; ``class_weight``/sample weights weight
 the compiled loss only.
@@ -67,7 +75,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from kidney_tf.explain.maps import head_cams
+from kidney_tf.explain.maps import activate_cams, signed_cams
 from kidney_tf.explain.statistics import entropy_and_mass, mass_outside
 from kidney_tf.models.builders import Classifier, last_conv_layer_name, logits_layer
 from kidney_tf.recipes import (
@@ -82,6 +90,9 @@ from kidney_tf.recipes import (
 
 # Layers that may sit between the CAM layer's pooling and the logits for the exact CAM identity.
 _EXACT_SAFE_LAYERS = (keras.layers.GlobalAveragePooling2D, keras.layers.Dropout)
+
+#: The alive term wants each map's positive peak at least this fraction of its largest magnitude.
+ALIVE_MARGIN = 0.5
 
 
 class _CamViews:
@@ -137,6 +148,15 @@ def _class_indices(labels=None, class_index=None, probabilities=None) -> tf.Tens
     return tf.reshape(index, [-1])
 
 
+def _peak_shortfall(signed: tf.Tensor) -> tf.Tensor:
+    """``[B]`` ``relu(ALIVE_MARGIN − max(z) / max|z|)``: 0 for a map whose positive peak is at
+    least half its largest magnitude, up to 1.5 for one with no positive value. The scale is not
+    differentiated, so the gradient raises the peak instead of shrinking the map."""
+    peak = tf.reduce_max(signed, axis=[1, 2])
+    scale = tf.stop_gradient(tf.reduce_max(tf.abs(signed), axis=[1, 2]))
+    return tf.nn.relu(ALIVE_MARGIN - tf.math.divide_no_nan(peak, scale))
+
+
 @keras.saving.register_keras_serializable(package="kidney_tf")
 class CamFosteringModel(Classifier):
     """Functional classifier trained with a CAM-entropy penalty (see module docstring).
@@ -155,6 +175,7 @@ class CamFosteringModel(Classifier):
         outside_weight: float = 0.0,
         mask_weight: float = 0.0,
         mask_dilation: int = DEFAULT_MASK_DILATION,
+        alive_weight: float = 0.0,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -172,10 +193,11 @@ class CamFosteringModel(Classifier):
         if int(mask_dilation) < 0:
             raise ValueError(f"mask_dilation must be >= 0 pixels, got {mask_dilation}")
         self._mask_dilation = int(mask_dilation)
-        self._cam_weight = self._outside_weight = self._mask_weight = 0.0
+        self._cam_weight = self._outside_weight = self._mask_weight = self._alive_weight = 0.0
         self.cam_weight = cam_weight
         self.outside_weight = outside_weight
         self.mask_weight = mask_weight
+        self.alive_weight = alive_weight
         self.ce_loss_tracker = keras.metrics.Mean(name="ce_loss")
         self.cam_entropy_tracker = keras.metrics.Mean(name="cam_entropy")
         self.cam_empty_tracker = keras.metrics.Mean(name="cam_empty")
@@ -195,6 +217,7 @@ class CamFosteringModel(Classifier):
         outside_weight: float = 0.0,
         mask_weight: float = 0.0,
         mask_dilation: int = DEFAULT_MASK_DILATION,
+        alive_weight: float = 0.0,
         class_names: Sequence[str] | None = None,
         metadata: dict[str, Any] | None = None,
         name: str | None = None,
@@ -222,6 +245,7 @@ class CamFosteringModel(Classifier):
             outside_weight=outside_weight,
             mask_weight=mask_weight,
             mask_dilation=mask_dilation,
+            alive_weight=alive_weight,
             class_names=class_names,
             metadata=merged,
         )
@@ -298,6 +322,15 @@ class CamFosteringModel(Classifier):
         self._set_weight("_mask_weight", "mask_weight", value)
 
     @property
+    def alive_weight(self) -> float:
+        """λ_alive, the weight of the hinge that keeps the maps' positive peak (0 disables it)."""
+        return self._alive_weight
+
+    @alive_weight.setter
+    def alive_weight(self, value: float) -> None:
+        self._set_weight("_alive_weight", "alive_weight", value)
+
+    @property
     def mask_dilation(self) -> int:
         """Pixels the lesion mask is grown by (square) before ``mask_weight`` measures it."""
         return self._mask_dilation
@@ -314,11 +347,19 @@ class CamFosteringModel(Classifier):
 
     @property
     def _penalised(self) -> bool:
-        return self._cam_weight > 0 or self._outside_weight > 0 or self._mask_weight > 0
+        weights = (self._cam_weight, self._outside_weight, self._mask_weight, self._alive_weight)
+        return any(weight > 0 for weight in weights)
 
     # ------------------------------------------------------------------------------------- CAMs
     def _probabilities_and_cams(self, x, *, training: bool, labels=None, class_index=None):
         """One forward pass -> (probabilities, CAMs ``[B, h, w]`` float32, non-negative)."""
+        probabilities, signed = self._probabilities_and_signed_cams(
+            x, training=training, labels=labels, class_index=class_index
+        )
+        return probabilities, activate_cams(signed, self._cam_method)
+
+    def _probabilities_and_signed_cams(self, x, *, training: bool, labels=None, class_index=None):
+        """One forward pass -> (probabilities, :func:`signed_cams` ``[B, h, w]`` float32)."""
         if self._cam_method in CLOSED_FORM_METHODS:
             features, probabilities = self._views.full(x, training=training)
             indices = _class_indices(labels, class_index, probabilities)
@@ -333,7 +374,7 @@ class CamFosteringModel(Classifier):
                 score = tf.gather(tf.cast(logits, tf.float32), indices, axis=1, batch_dims=1)
             gradients = inner.gradient(score, features)
             weights = tf.reduce_mean(gradients, axis=[1, 2])  # [B, K]
-        return probabilities, head_cams(features, weights, self._cam_method)
+        return probabilities, signed_cams(features, weights, self._cam_method)
 
     def class_activation_maps(self, images, class_index=None) -> tf.Tensor:
         """CAMs at the CAM layer's native grid: float32 ``[B, h, w]``, non-negative, unnormalised.
@@ -390,7 +431,8 @@ class CamFosteringModel(Classifier):
         with_cams = self._penalised or not training
         terms = {}
         if with_cams:
-            y_pred, cams = self._probabilities_and_cams(x, training=training, labels=y)
+            y_pred, signed = self._probabilities_and_signed_cams(x, training=training, labels=y)
+            cams = activate_cams(signed, self._cam_method)
         else:
             y_pred = self(x, training=training)
         ce_loss = self.compute_loss(
@@ -416,6 +458,8 @@ class CamFosteringModel(Classifier):
                 weights = tf.cast(valid, tf.float32)
                 off_mean = tf.reduce_sum(off * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
                 penalty += self._mask_weight * off_mean
+            if self._alive_weight > 0:
+                penalty += self._alive_weight * _batch_mean(_peak_shortfall(signed))
             if self._penalised:
                 # Compiled losses are divided by the replica count (summed across replicas);
                 # the penalty is scaled the same way so the total is a global mean.
@@ -508,6 +552,7 @@ class CamFosteringModel(Classifier):
             outside_weight=self._outside_weight,
             mask_weight=self._mask_weight,
             mask_dilation=self._mask_dilation,
+            alive_weight=self._alive_weight,
         )
         return config
 

@@ -52,6 +52,7 @@ from kidney_tf.recipes import (
     DEFAULT_ARCH,
     DEFAULT_MASK_DILATION,
     FOSTERING_CAM_METHODS,
+    FOSTERING_WEIGHTS,
     INPUT_NORMS,
     LR_SCHEDULES,
     SPLIT_METHODS,
@@ -115,6 +116,7 @@ class TrainConfig:
     outside_weight: float = 0.0
     mask_weight: float = 0.0
     mask_dilation: int = DEFAULT_MASK_DILATION
+    alive_weight: float = 0.0
     init: str | None = None
     crop: str | None = None
     weights: str | None = "imagenet"
@@ -149,8 +151,8 @@ class TrainConfig:
 
     @property
     def fostering(self) -> bool:
-        """Whether any CAM-fostering term (entropy, outside foreground, off lesion) is on."""
-        return self.cam_weight > 0 or self.outside_weight > 0 or self.mask_weight > 0
+        """Whether any CAM-fostering term (entropy, outside foreground, off lesion, alive) is on."""
+        return any(getattr(self, name) > 0 for name in FOSTERING_WEIGHTS)
 
     def __post_init__(self) -> None:
         if isinstance(self.weights, str) and self.weights.strip().lower() == "none":
@@ -224,7 +226,7 @@ class TrainConfig:
         check_choice(self.lr_schedule, LR_SCHEDULES, "lr_schedule")
         check_choice(self.cam_method, FOSTERING_CAM_METHODS, "cam_method")
         check_choice(self.split, SPLIT_METHODS, "split")
-        for name in ("cam_weight", "outside_weight", "mask_weight"):
+        for name in FOSTERING_WEIGHTS:
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
@@ -501,6 +503,7 @@ def _build_model(config: TrainConfig, base, class_names, image_size, model_fn):
         outside_weight=config.outside_weight,
         mask_weight=config.mask_weight,
         mask_dilation=config.mask_dilation,
+        alive_weight=config.alive_weight,
         class_names=list(class_names),
         metadata=metadata,
     )
