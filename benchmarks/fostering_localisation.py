@@ -547,8 +547,8 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(
         [
             f"Baseline {model_path}; test split {len(test['labels'])} images ({n_masks} with a "
-            f"lesion mask); λ {weight}, λ_alive {args.alive_weight:g}; fine-tune of {tuned} (features cached at {cut}), "
-            f"{args.epochs} epochs, Adam "
+            f"lesion mask); λ {weight}, λ_alive {args.alive_weight:g}; fine-tune of {tuned} "
+            f"(features cached at {cut}), {args.epochs} epochs, Adam "
             f"{args.lr:g} cosine, batch 16; {method} of the predicted class on the "
             f"{grid[0]}x{grid[1]} grid of {args.cam_layer or model.cam_layer}, upsampled to "
             f"{size} px; pointing-game tolerance {tolerance} px; 95 % bootstrap intervals over "

@@ -144,6 +144,10 @@ ARMS: dict[str, dict[str, tuple[str, list[str]]]] = {
             "recipe with MixUp (alpha 0.2) on the training batches",
             [*BRAIN_RECIPE, "--augment-options", "mixup=0.2"],
         ),
+        # Two arms of one recipe differed by 5 points: the same recipe from other seeds
+        # measures that noise, and their mean probabilities the ensemble (ENSEMBLES).
+        "recipe-seed7": ("the brain-real recipe, seed 7", [*BRAIN_RECIPE, "--seed", "7"]),
+        "recipe-seed11": ("the brain-real recipe, seed 11", [*BRAIN_RECIPE, "--seed", "11"]),
     },
 }
 DEFAULT_ARMS = {"kidney": "recipe,baseline", "brain": "recipe,baseline"}
