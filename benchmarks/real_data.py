@@ -166,6 +166,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dataset", choices=("auto", "kidney", "brain"), default="auto")
     p.add_argument("--arms", help="comma-separated arms (default: recipe,baseline)")
     p.add_argument("--list", action="store_true", help="print the arms and their commands")
+    p.add_argument(
+        "--ensemble",
+        action="append",
+        default=[],
+        metavar="ARM,ARM[,...]",
+        help="also score the mean test probabilities of these trained arms (repeatable)",
+    )
     p.add_argument("--train-only", action="store_true", help="skip the evaluation")
     p.add_argument(
         "--timeout-min", type=float, default=240.0, help="give up on one arm after this long"
@@ -271,6 +278,49 @@ def evaluate_arm(
     if kidney:  # slices of one patient move together: an interval over series, not images
         metrics["series"] = series_accuracy(report)
     return metrics
+
+
+def ensemble_rows(members: list[str], out: Path, classes: tuple[str, ...]) -> list[dict]:
+    """Rows for the mean class probabilities of ``members`` (their ``evaluate`` predictions on
+    the same test images; with and without TTA): accuracy, macro-F1, recalls, confusion."""
+    import csv
+
+    import numpy as np
+    from sklearn.metrics import confusion_matrix, f1_score, recall_score
+
+    name = "ensemble(" + "+".join(members) + ")"
+    rows = []
+    for suffix in ("", " · TTA"):
+        tables = []
+        for member in members:
+            path = _report_dir(out, member, suffix) / "predictions.csv"
+            if not path.is_file():
+                raise SystemExit(f"--ensemble: {path} not found (train and evaluate {member})")
+            with path.open(newline="") as handle:
+                tables.append({r["file"]: r for r in csv.DictReader(handle)})
+        files = sorted(tables[0])
+        if any(sorted(t) != files for t in tables[1:]):
+            raise SystemExit(f"--ensemble {members}: the members were tested on other images")
+        probs = np.mean(
+            [[[float(t[f][f"p_{c}"]) for c in classes] for f in files] for t in tables], axis=0
+        )
+        true = np.array([classes.index(tables[0][f]["true"]) for f in files])
+        pred = probs.argmax(1)
+        labels = list(range(len(classes)))
+        recall = recall_score(true, pred, labels=labels, average=None, zero_division=0)
+        rows.append(
+            {
+                "arm": name + suffix,
+                "base_arm": name,
+                "what": f"mean probabilities of {', '.join(members)}",
+                "accuracy": float((pred == true).mean()),
+                "macro_f1": float(f1_score(true, pred, labels=labels, average="macro")),
+                "n_test": len(files),
+                "recall": {c: float(r) for c, r in zip(classes, recall)},
+                "confusion_matrix": confusion_matrix(true, pred, labels=labels).tolist(),
+            }
+        )
+    return rows
 
 
 def _history(run_dir: Path) -> dict[str, Any]:
@@ -487,6 +537,13 @@ def _earlier_rows(out: Path, dataset: str) -> list[dict[str, Any]]:
     return [r for r in data.get("rows", []) if r.get("arm")]
 
 
+def write_table(rows: list[dict], classes: tuple[str, ...], out: Path, dataset: str) -> None:
+    text = table(rows, classes)
+    (out / "table.md").write_text(text + "\n")
+    (out / "results.json").write_text(json.dumps({"dataset": dataset, "rows": rows}, indent=2))
+    print(text, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     pool, out = Path(args.pool), Path(args.out)
@@ -494,8 +551,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{pool}: pool folder not found")
     dataset = args.dataset if args.dataset != "auto" else detect_dataset(pool)
     arms = ARMS[dataset]
-    names = [a.strip() for a in (args.arms or DEFAULT_ARMS[dataset]).split(",") if a.strip()]
+    chosen = args.arms or ("" if args.ensemble else DEFAULT_ARMS[dataset])
+    names = [a.strip() for a in chosen.split(",") if a.strip()]
     unknown = [a for a in names if a not in arms]
+    unknown += [m for spec in args.ensemble for m in spec.split(",") if m.strip() not in arms]
     if unknown:
         raise SystemExit(f"unknown arm(s) {unknown}; {dataset} arms: {', '.join(arms)}")
     if args.list:
@@ -524,10 +583,12 @@ def main(argv: list[str] | None = None) -> int:
             row = summarize(name, what, out, metrics)
             row["arm"], row["base_arm"] = name + suffix, name
             rows.append(row)
-        text = table(rows, classes)
-        (out / "table.md").write_text(text + "\n")
-        (out / "results.json").write_text(json.dumps({"dataset": dataset, "rows": rows}, indent=2))
-        print(text, flush=True)
+        write_table(rows, classes, out, dataset)
+    for spec in args.ensemble:
+        members = [m.strip() for m in spec.split(",") if m.strip()]
+        new = ensemble_rows(members, out, classes)
+        rows = [r for r in rows if _base_arm(r) != new[0]["base_arm"]] + new
+        write_table(rows, classes, out, dataset)
     print(f"wrote {out / 'table.md'} and {out / 'results.json'}")
     return 0
 

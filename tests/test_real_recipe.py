@@ -321,6 +321,31 @@ def test_real_data_benchmark_keeps_rows_of_arms_measured_earlier(tmp_path, load_
         bench._earlier_rows(tmp_path, "brain")
 
 
+def test_real_data_benchmark_scores_an_ensemble_by_mean_probabilities(tmp_path, load_benchmark):
+    bench = load_benchmark("real_data")
+    classes = ("a", "b")
+    # Member 1 is right on x and y, member 2 on x and z; their mean is right on all three.
+    members = {"m1": {"x": (0.9, 0.1), "y": (0.2, 0.8), "z": (0.6, 0.4)},
+               "m2": {"x": (0.7, 0.3), "y": (0.6, 0.4), "z": (0.1, 0.9)}}  # fmt: skip
+    true = {"x": "a", "y": "b", "z": "b"}
+    for member, probs in members.items():
+        for suffix in ("", " · TTA"):
+            report = bench._report_dir(tmp_path, member, suffix)
+            report.mkdir(parents=True)
+            lines = ["file,true,pred,correct,confidence,p_a,p_b"]
+            lines += [f"{f},{true[f]},,,,{pa},{pb}" for f, (pa, pb) in probs.items()]
+            (report / "predictions.csv").write_text("\n".join(lines) + "\n")
+    rows = bench.ensemble_rows(["m1", "m2"], tmp_path, classes)
+    assert [r["arm"] for r in rows] == ["ensemble(m1+m2)", "ensemble(m1+m2) · TTA"]
+    assert rows[0]["accuracy"] == 1.0 and rows[0]["confusion_matrix"] == [[1, 0], [0, 2]]
+    assert rows[0]["recall"] == {"a": 1.0, "b": 1.0}
+    (bench._report_dir(tmp_path, "m2", "") / "predictions.csv").write_text(
+        "file,true,pred,correct,confidence,p_a,p_b\nx,a,,,,0.5,0.5\n"
+    )
+    with pytest.raises(SystemExit, match="tested on other images"):
+        bench.ensemble_rows(["m1", "m2"], tmp_path, classes)
+
+
 @pytest.mark.real_data
 def test_brain_benchmark_split_keeps_near_duplicates_on_one_side(
     brain_pool, tmp_path, capsys, load_benchmark
