@@ -74,3 +74,20 @@ def test_bad_argument_exits_2(capsys):
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
     assert "COMMAND" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["train", "reproduce", "demo"])
+def test_every_fostering_weight_has_a_flag(command):
+    from kidney_tf.recipes import FOSTERING_WEIGHTS
+
+    help_text = _subparser(build_parser(), [command]).format_help()
+    for name in FOSTERING_WEIGHTS:
+        assert "--" + name.replace("_", "-") in help_text, name
+
+
+def test_alive_weight_flag_reaches_the_training_config():
+    from kidney_tf.cli.train import config_from_args
+
+    args = ["train", "--data", "d", "--out", "o", "--alive-weight", "2", "--cam-weight", "0.1"]
+    config = config_from_args(build_parser().parse_args(args))
+    assert (config.alive_weight, config.cam_weight) == (2.0, 0.1)

@@ -515,7 +515,7 @@ def test_diverging_run_stops_with_a_clear_error_and_keeps_its_backup(phantoms, t
 def test_fostering_run_with_spatial_terms_reports_them_in_history_and_saves_them(
     phantoms, tmp_path
 ):
-    """--outside-weight / --mask-weight: the trainer feeds the masks; history.csv reports them."""
+    """--outside-/--mask-/--alive-weight: the trainer feeds the masks; history.csv reports them."""
     result = train(
         TrainConfig(
             out=str(tmp_path / "spatial"),
@@ -529,6 +529,7 @@ def test_fostering_run_with_spatial_terms_reports_them_in_history_and_saves_them
             outside_weight=1.0,
             mask_weight=1.0,
             mask_dilation=2,
+            alive_weight=0.5,
             verbose=0,
         ),
         model_fn=tiny_classifier,
@@ -543,6 +544,7 @@ def test_fostering_run_with_spatial_terms_reports_them_in_history_and_saves_them
 
     model = load_model(tmp_path / "spatial" / "model.keras")
     assert (model.outside_weight, model.mask_weight, model.mask_dilation) == (1.0, 1.0, 2)
+    assert model.alive_weight == 0.5
     assert model.cam_method == "gradcam++"  # the default: the map the evaluation measures
 
 
