@@ -518,7 +518,7 @@ def test_spatial_terms_need_their_masks_and_round_trip_in_the_config(tmp_path):
         CamFosteringModel.from_classifier(tiny_classifier(), mask_dilation=-1)
 
 
-def test_cam_empty_reports_maps_with_no_positive_mass():
+def test_cam_empty_reports_maps_with_no_positive_mass(caplog):
     # exact CAM = relu(features · W[:, c]); ReLU features and a negative kernel: every map is 0,
     # which reads as uniform (entropy 1) and gives the penalty no gradient: cam_empty says so.
     model = CamFosteringModel.from_classifier(tiny_classifier(), cam_weight=1.0, cam_method="exact")
@@ -530,8 +530,13 @@ def test_cam_empty_reports_maps_with_no_positive_mass():
     model.get_layer("logits").set_weights([-np.abs(kernel) - 0.1, bias])
     logs = model.evaluate(x, y, verbose=0, return_dict=True)
     assert logs["cam_empty"] == 1.0 and logs["cam_entropy"] == pytest.approx(1.0)
-    history = model.fit(x, y, epochs=1, batch_size=4, verbose=0).history
-    assert history["cam_empty"][0] == 1.0  # stuck: the penalty cannot bring the maps back
+    from kidney_tf.training.callbacks import EmptyMapsWarning
+
+    warning = EmptyMapsWarning()
+    with caplog.at_level("WARNING", logger="kidney_tf"):
+        history = model.fit(x, y, epochs=2, batch_size=4, verbose=0, callbacks=[warning]).history
+    assert history["cam_empty"] == [1.0, 1.0]  # stuck: the penalty cannot bring the maps back
+    assert warning.warned_at == 0 and caplog.text.count("alive_weight") == 1  # warned once
 
 
 def test_alive_term_brings_empty_maps_back_and_is_zero_while_they_live(tmp_path):

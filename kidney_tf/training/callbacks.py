@@ -2,6 +2,7 @@
 
 - :class:`Throughput`: training images per second in the progress bar (``img/s``) and history.
 - :class:`StopOnNaN`: ``TerminateOnNaN`` that names the metric that went non-finite.
+- :class:`EmptyMapsWarning`: warns once when most fostered CAMs are empty (``cam_empty``).
 - :class:`AtomicBestCheckpoint`: best model by a monitored value, never half-written.
 - :func:`cosine_schedule`: per-epoch cosine learning-rate decay (``lr_schedule="cosine"``).
 - :class:`EmaWeights`: validation and the best checkpoint use the optimizer's EMA weights.
@@ -171,6 +172,37 @@ class ProgressLines(keras.callbacks.Callback):
         # Keras' progress bar (verbose=1) ends its updates with "\r", not a newline: start a line
         lead = "\n" if (self.params or {}).get("verbose") == 1 else ""
         print(lead + "  ".join(parts), file=self.stream or sys.stdout, flush=True)
+
+
+class EmptyMapsWarning(keras.callbacks.Callback):
+    """Warns once when most fostered CAMs are empty (``cam_empty`` above ``threshold``).
+
+    An empty map (no positive mass) reads as uniform and gives the CAM penalty no gradient, so a
+    fostered Grad-CAM or exact map that reached zero stays there: the warning names the fix
+    (``alive_weight``). ``warned_at`` is the epoch (0-based) of the warning, else None.
+
+    Usage: ``model.fit(ds, callbacks=[EmptyMapsWarning()])``.
+    """
+
+    def __init__(self, threshold: float = 0.5):
+        super().__init__()
+        self.threshold = float(threshold)
+        self.warned_at: int | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        empty = {k: float(logs[k]) for k in ("cam_empty", "val_cam_empty") if k in logs}
+        worst = max(empty, key=empty.get, default=None)
+        if self.warned_at is None and worst and empty[worst] > self.threshold:
+            self.warned_at = int(epoch)
+            log.warning(
+                "epoch %d: %s = %.2f: most fostered CAMs have no positive mass, and the CAM "
+                "penalty has no gradient on them; set alive_weight (--alive-weight, e.g. the "
+                "entropy weight) or foster the gradcam++ map",
+                epoch + 1,
+                worst,
+                empty[worst],
+            )
 
 
 class StopOnNaN(keras.callbacks.TerminateOnNaN):

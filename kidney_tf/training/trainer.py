@@ -632,7 +632,8 @@ def _callbacks(config, phase: _Phase, out_dir: Path, restore_dir: Path, monitor:
     from kidney_tf.training.callbacks import ResumableBackup, cosine_schedule
 
     stateful: list = []
-    callbacks = [shared["throughput"], shared["nan"], *shared["ema"], shared["best"]]
+    callbacks = [shared["throughput"], shared["nan"], *shared["empty"], *shared["ema"]]
+    callbacks.append(shared["best"])
     if shared["progress"] is not None:
         callbacks.append(shared["progress"])
     if config.patience > 0:
@@ -937,6 +938,7 @@ class _Run:
         from kidney_tf.training.callbacks import (
             AtomicBestCheckpoint,
             EmaWeights,
+            EmptyMapsWarning,
             ProgressLines,
             StopOnNaN,
             Throughput,
@@ -952,6 +954,7 @@ class _Run:
         shared = {
             "throughput": Throughput(config.batch_size),
             "nan": StopOnNaN(),
+            "empty": [EmptyMapsWarning()] if config.fostering else [],
             "ema": [ema] if ema is not None else [],
             "progress": progress,
             "csv": keras.callbacks.CSVLogger(str(history_csv), append=True),
