@@ -408,6 +408,16 @@ def table(results: dict[str, dict[str, Any]], bootstrap: int, seed: int) -> str:
     return "\n".join(lines)
 
 
+def accuracy_change(arm: dict[str, Any], baseline: dict[str, Any], seed: int = 0) -> str:
+    """``"+1.7 pt [−0.4, +3.8]"``: the arm's accuracy change with a paired 95 % bootstrap
+    interval over the test images (both arms scored the same images, in the same order)."""
+    from kidney_tf.evaluation.compare import bootstrap_interval
+
+    change = arm["per_image"]["accuracy"] - baseline["per_image"]["accuracy"]
+    low, high = bootstrap_interval(change, seed=seed)
+    return f"{100 * change.mean():+.1f} pt [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
 def goals(results: dict[str, dict[str, Any]]) -> list[str]:
     """Each arm against the issue's goals (relative to the baseline)."""
     base = {k: _mean(v) for k, v in results["baseline"]["per_image"].items()}
@@ -426,7 +436,8 @@ def goals(results: dict[str, dict[str, Any]]) -> list[str]:
             verdicts = ", ".join(f"{k} {'PASS' if ok else 'FAIL'}" for k, ok in checks.items())
             lines.append(
                 f"- {arm}: outside-body mass {m['outside_fraction']:.3f} (baseline "
-                f"{base['outside_fraction']:.3f}), accuracy {100 * accuracy:+.1f} pt → {verdicts}"
+                f"{base['outside_fraction']:.3f}), accuracy "
+                f"{accuracy_change(result, results['baseline'])} → {verdicts}"
             )
             continue
         energy = m["energy_in_mask"] / base["energy_in_mask"]
@@ -442,7 +453,7 @@ def goals(results: dict[str, dict[str, Any]]) -> list[str]:
         lines.append(
             f"- {arm}: energy in mask {energy:.2f}× the baseline's, pointing game "
             f"{m['pointing_game']:.3f}, penalised entropy {-drop:+.1%}, accuracy "
-            f"{100 * accuracy:+.1f} pt → {verdicts}"
+            f"{accuracy_change(result, results['baseline'])} → {verdicts}"
         )
     return lines
 
@@ -557,6 +568,8 @@ def main(argv: list[str] | None = None) -> int:
             table(results, args.bootstrap, args.seed),
             "",
             *goals(results),
+            "(accuracy: change against the baseline with a paired 95 % bootstrap interval over "
+            "the test images)",
             "",
             "Classes with more than half of their maps peaking in one grid cell (by predicted "
             "class):",

@@ -106,3 +106,14 @@ def test_the_baseline_is_read_with_the_crop_it_was_trained_with(bench, tmp_path)
     (run / "config.json").write_text(json.dumps({"train": {"crop": None}}))
     args = SimpleNamespace(run=str(run), demo_run=None, baseline=None, data="/pool")
     assert bench.baseline_source(args) == (run / "best.keras", run / "split.csv", "/pool", "none")
+
+
+def test_accuracy_change_has_a_paired_interval_over_the_test_images(bench):
+    baseline = {"per_image": {"accuracy": np.array([1.0, 1.0, 0.0, 0.0] * 25)}}
+    same = bench.accuracy_change(baseline, baseline)
+    assert same == "+0.0 pt [+0.0, +0.0]"  # the same images right: no doubt at all
+    better = {"per_image": {"accuracy": np.array([1.0, 1.0, 1.0, 0.0] * 25)}}
+    text = bench.accuracy_change(better, baseline)
+    assert text.startswith("+25.0 pt [+")
+    low = float(text.split("[")[1].split(",")[0])
+    assert 10 < low < 25
