@@ -39,7 +39,7 @@ Usage::
         --unfreeze-top 1 --arms baseline,head,entropy,entropy+anatomy  # stage 5 + head
     python benchmarks/fostering_localisation.py --out runs/loc8 --demo-run runs/demo \
         --unfreeze-top 1 --cam-layer conv4_block6_out --cam-method gradcam \
-        --alive-weight 1  # an 8x8 grid, its Grad-CAM maps kept from going empty
+        --weight 5 --alive-weight 5  # an 8x8 grid, its Grad-CAM maps kept from going empty
 """
 
 from __future__ import annotations

@@ -145,7 +145,7 @@ ARMS: dict[str, dict[str, tuple[str, list[str]]]] = {
             [*BRAIN_RECIPE, "--augment-options", "mixup=0.2"],
         ),
         # Two arms of one recipe differed by 5 points: the same recipe from other seeds
-        # measures that noise, and their mean probabilities the ensemble (ENSEMBLES).
+        # measures that noise, and their mean probabilities the ensemble (--ensemble).
         "recipe-seed7": ("the brain-real recipe, seed 7", [*BRAIN_RECIPE, "--seed", "7"]),
         "recipe-seed11": ("the brain-real recipe, seed 11", [*BRAIN_RECIPE, "--seed", "11"]),
     },

@@ -30,19 +30,19 @@ sharp map wherever it is; these say *where* the mass belongs, on the same map:
   nothing.
 
 Both are :func:`kidney_tf.explain.statistics.mass_outside` of the map upsampled to the input size,
-i.e. the ``outside_fraction`` / ``1 − energy_in_mask`` the evaluation reports.
-
-- ``alive_weight`` (λ_alive): a hinge ``relu(0.5 − max(z) / max|z|)`` on the map ``z`` before its
-  ReLU (:func:`kidney_tf.explain.maps.signed_cams`), which keeps each map's positive peak at
-  least half its largest magnitude. A Grad-CAM or exact map whose values all fall below zero
-  is empty: it reads as uniform, and no term above has a gradient there, so it stays empty
-  (seen when a stage-4 Grad-CAM grid was fostered). Zero whenever the maps are alive; the
-  Grad-CAM++ closed form (shifted to a minimum of 0) cannot die and never needs it. They need the masks
+i.e. the ``outside_fraction`` / ``1 − energy_in_mask`` the evaluation reports. They need the masks
 next to the image: the dataset yields ``x`` as a dict ``{"image", "foreground", "lesion_mask"}``
 (``build_datasets(..., with_foreground=True, with_lesion_masks=True)``); the model itself stays a
 flat one-input classifier (tf-keras-vis, export), and ``train_step``/``test_step``/
 ``predict_step`` take the image from the dict. Plain ``(image, label)`` data still works for every
 term that needs no mask.
+
+Alive term (off by default): ``alive_weight`` (λ_alive), a hinge ``relu(0.5 − max(z) / max|z|)``
+on the map ``z`` before its ReLU (:func:`kidney_tf.explain.maps.signed_cams`), which keeps each
+map's positive peak at least half its largest magnitude. A Grad-CAM or exact map whose values
+all fall below zero is empty: it reads as uniform, and no term above has a gradient there, so it
+stays empty (seen when a stage-4 Grad-CAM grid was fostered). Zero whenever the maps are alive;
+the Grad-CAM++ closed form (shifted to a minimum of 0) cannot die and never needs it.
 
 loss = CE + λ · entropy + λ_out · outside-foreground mass + λ_mask · mass off the lesion
        + λ_alive · peak shortfall.
@@ -83,6 +83,7 @@ from kidney_tf.recipes import (
     DEFAULT_MASK_DILATION,
     FOREGROUND_KEY,
     FOSTERING_CAM_METHODS,
+    FOSTERING_WEIGHTS,
     IMAGE_KEY,
     LESION_KEY,
     check_choice,
@@ -347,8 +348,7 @@ class CamFosteringModel(Classifier):
 
     @property
     def _penalised(self) -> bool:
-        weights = (self._cam_weight, self._outside_weight, self._mask_weight, self._alive_weight)
-        return any(weight > 0 for weight in weights)
+        return any(getattr(self, name) > 0 for name in FOSTERING_WEIGHTS)
 
     # ------------------------------------------------------------------------------------- CAMs
     def _probabilities_and_cams(self, x, *, training: bool, labels=None, class_index=None):

@@ -632,8 +632,13 @@ def _callbacks(config, phase: _Phase, out_dir: Path, restore_dir: Path, monitor:
     from kidney_tf.training.callbacks import ResumableBackup, cosine_schedule
 
     stateful: list = []
-    callbacks = [shared["throughput"], shared["nan"], *shared["empty"], *shared["ema"]]
-    callbacks.append(shared["best"])
+    callbacks = [
+        shared["throughput"],
+        shared["nan"],
+        *shared["empty"],
+        *shared["ema"],
+        shared["best"],
+    ]
     if shared["progress"] is not None:
         callbacks.append(shared["progress"])
     if config.patience > 0:
